@@ -1,0 +1,1 @@
+"""HTTP views: thin flask-smorest blueprints that parse, call domain functions, and dump."""

@@ -1,0 +1,55 @@
+"""The Jobgate gateway: the one public entry point (flaskr-style app factory)."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from jobgate.config import Settings
+from jobgate.web import Api, init_web, register_error_formatter
+from jobgate_gateway import auth, auth_proxy, health, ratelimit
+from jobgate_gateway.cache import resources as cache_resources
+from jobgate_gateway.jobs import resources as job_resources
+from jobgate_gateway.metrics import init_metrics
+from jobgate_gateway.services import Services
+
+MAX_JSON_BODY = 16 * 1024 * 1024
+
+
+def create_app(config: Settings | None = None, *, services: Services | None = None) -> Flask:
+    settings = config or Settings.from_env()
+    app = Flask(__name__)
+    app.config.update(
+        API_TITLE="Jobgate API",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        OPENAPI_REDOC_PATH="/redoc",
+        OPENAPI_REDOC_URL="https://cdn.jsdelivr.net/npm/redoc/bundles/redoc.standalone.js",
+        MAX_CONTENT_LENGTH=MAX_JSON_BODY,
+        JSON_SORT_KEYS=False,
+    )
+    app.json.sort_keys = False
+    app.extensions["jobgate"] = services or Services.create(settings)
+
+    init_web(app)
+    init_metrics(app)
+    app.before_request(auth.resolve_principal)  # before the rate limiter: limits count per key
+    ratelimit.init_rate_limits(app)
+    register_error_formatter(app, "/api/v1/cache", cache_resources.seed_error_body)
+
+    api = Api(app)
+    api.spec.components.security_scheme(
+        "ApiKey", {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    )
+    api.spec.components.security_scheme(
+        "Bearer", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    )
+    api.spec.options["security"] = [{"ApiKey": []}, {"Bearer": []}]
+    for blp in (health.blp, auth_proxy.blp, job_resources.blp, cache_resources.blp):
+        api.register_blueprint(blp)
+    for exempt in (health.blp, auth_proxy.blp):
+        ratelimit.limiter.exempt(exempt)
+    return app

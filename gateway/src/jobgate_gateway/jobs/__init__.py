@@ -1,0 +1,1 @@
+"""Canonical job API for every kind: /api/v1/jobs."""

@@ -1,0 +1,125 @@
+"""Submitting, finding, cancelling and retrying jobs on behalf of a principal.
+
+Submission writes the job, its items and its outbox message in one transaction, then
+publishes after commit; a lost publish is picked up by the outbox relay.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from flask import g
+
+from jobgate import jobs, outbox
+from jobgate.errors import Conflict, InvalidRequest, NotFound
+from jobgate.identity import Principal
+from jobgate_gateway.auth import can_access
+from jobgate_gateway.metrics import JOBS_CREATED
+from jobgate_gateway.services import APP_ID, Services
+
+
+def parse_job_id(raw: str, *, message: str = "Invalid job ID format") -> str:
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise InvalidRequest(message, details={"job_id": raw}) from None
+
+
+def submit_job(
+    svc: Services,
+    principal: Principal,
+    *,
+    kind: str,
+    params: dict[str, Any],
+    items: Sequence[tuple[str, int]] = (),
+    bytes_total: int = 0,
+    options: dict[str, Any],
+    idempotency_key: str | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Record and enqueue a job; returns (job, created). A repeated Idempotency-Key returns
+    the first job unchanged, and is a conflict if the request differs."""
+    settings = svc.settings
+    with svc.db.transaction() as conn:
+        job = jobs.create_job(
+            conn,
+            job_id=jobs.new_job_id(),
+            kind=kind,
+            owner_id=principal.user_id,
+            params=params,
+            priority=options.get("priority", 5),
+            max_attempts=options.get("max_attempts") or settings.job_max_attempts,
+            backoff=options.get("backoff") or settings.job_backoff,
+            backoff_seconds=options.get("backoff_seconds", settings.job_backoff_seconds),
+            idempotency_key=idempotency_key,
+            request_id=g.get("request_id"),
+            items_total=len(items),
+            bytes_total=bytes_total,
+        )
+        if job is None:
+            existing = jobs.get_by_idempotency_key(
+                conn, owner_id=principal.user_id, key=idempotency_key
+            )
+            if existing["kind"] != kind or existing["params"] != params:
+                raise Conflict(
+                    "Idempotency-Key was already used for a different request",
+                    details={"job_id": str(existing["id"])},
+                )
+            return existing, False
+        if items:
+            jobs.insert_items(conn, job_id=str(job["id"]), items=items)
+        outbox_id = outbox.add_job_message(
+            conn, job=job, app_id=APP_ID, request_id=g.get("request_id")
+        )
+    svc.publish_after_commit([outbox_id])
+    JOBS_CREATED.labels(kind).inc()
+    return job, True
+
+
+def find_job(
+    svc: Services, principal: Principal, raw_id: str, *, kind: str | None = None
+) -> dict[str, Any]:
+    """The job if it exists, is of `kind` (when given) and the principal may see it; else 404.
+
+    Another user's job is a 404, not a 403: its existence is not disclosed.
+    """
+    job_id = parse_job_id(raw_id)
+    with svc.db.transaction() as conn:
+        job = jobs.get_job(conn, job_id=job_id)
+    if job is None or not can_access(principal, job) or (kind and job["kind"] != kind):
+        raise NotFound("Job not found")
+    return job
+
+
+def cancel_job(svc: Services, job: dict[str, Any]) -> dict[str, Any]:
+    """Cancel now if no worker holds it, else flag it and tell the workers; 409 if finished."""
+    with svc.db.transaction() as conn:
+        row = jobs.request_cancel(conn, job_id=str(job["id"]))
+    if row is None:
+        raise Conflict(f"Job is already {job['status']}", details={"status": job["status"]})
+    if row["status"] == "running":
+        svc.broadcast_cancel(str(row["id"]))
+    return row
+
+
+def retry_failed_job(svc: Services, job: dict[str, Any]) -> dict[str, Any]:
+    with svc.db.transaction() as conn:
+        try:
+            row, outbox_id = jobs.retry_job(
+                conn, job_id=str(job["id"]), app_id=APP_ID, request_id=g.get("request_id")
+            )
+        except ValueError:
+            raise Conflict(
+                f"Only failed or cancelled jobs can be retried; this one is {job['status']}",
+                details={"status": job["status"]},
+            ) from None
+    svc.publish_after_commit([outbox_id])
+    return row
+
+
+def failures_of(svc: Services, job: dict[str, Any]) -> list[dict[str, Any]]:
+    if not job["items_failed"] and job["status"] != "failed":
+        return []
+    with svc.db.transaction() as conn:
+        return jobs.failed_items(conn, job_id=str(job["id"]))

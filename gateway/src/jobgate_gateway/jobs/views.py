@@ -1,0 +1,90 @@
+"""Job rows -> canonical JSON (snake_case), with progress and fresh-only throughput."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from jobgate.sizes import mib_per_second, readable_rate, readable_size
+from jobgate_gateway.timefmt import iso_ms
+
+THROUGHPUT_FRESH_S = 10.0
+
+
+def percent(done: int, total: int, *, finished: bool) -> int:
+    """Whole percent, floored so 100 means really all; an empty total is 100 once finished."""
+    if total <= 0:
+        return 100 if finished else 0
+    return min(100, int(done * 100 // total))
+
+
+def progress(job: dict[str, Any]) -> dict[str, Any]:
+    finished = job["status"] == "completed"
+    files_pct = percent(job["items_done"], job["items_total"], finished=finished)
+    size_pct = percent(job["bytes_done"], job["bytes_total"], finished=finished)
+    return {
+        "files_pct": files_pct,
+        "size_pct": size_pct,
+        "overall_pct": round((files_pct + size_pct) / 2),
+    }
+
+
+def fresh_throughput(job: dict[str, Any], now: dt.datetime | None = None) -> dict[str, Any] | None:
+    """Throughput while the job runs and the sample is under 10 s old (seed 000), else None."""
+    at, bps = job.get("throughput_at"), job.get("throughput_bps")
+    if job["status"] != "running" or at is None or bps is None:
+        return None
+    now = now or dt.datetime.now(dt.UTC)
+    if (now - at).total_seconds() >= THROUGHPUT_FRESH_S:
+        return None
+    return {
+        "bytes_per_second": bps,
+        "mbps": mib_per_second(bps),
+        "readable": readable_rate(bps),
+        "at": at,
+    }
+
+
+def job_to_dict(
+    job: dict[str, Any], *, failures: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    pct = progress(job)
+    tput = fresh_throughput(job)
+    body = {
+        "id": str(job["id"]),
+        "kind": job["kind"],
+        "status": job["status"],
+        "owner_id": str(job["owner_id"]),
+        "params": job["params"],
+        "priority": job["priority"],
+        "attempt": job["attempt"],
+        "max_attempts": job["max_attempts"],
+        "backoff": job["backoff"],
+        "backoff_seconds": job["backoff_seconds"],
+        "progress": {
+            "items_done": job["items_done"],
+            "items_failed": job["items_failed"],
+            "items_total": job["items_total"],
+            "bytes_done": job["bytes_done"],
+            "bytes_total": job["bytes_total"],
+            "bytes_done_readable": readable_size(job["bytes_done"]),
+            "bytes_total_readable": readable_size(job["bytes_total"]),
+            "items_percentage": pct["files_pct"],
+            "bytes_percentage": pct["size_pct"],
+            "percentage": pct["overall_pct"],
+            "current_item": job["current_item"],
+        },
+        "throughput": None if tput is None else {**tput, "at": iso_ms(tput["at"])},
+        "error": job["error"],
+        "result": job["result"],
+        "cancel_requested": job["cancel_requested"],
+        "request_id": job["request_id"],
+        "created_at": iso_ms(job["created_at"]),
+        "started_at": iso_ms(job["started_at"]),
+        "completed_at": iso_ms(job["completed_at"]),
+        "updated_at": iso_ms(job["updated_at"]),
+        "next_attempt_at": iso_ms(job["next_attempt_at"]),
+    }
+    if failures:
+        body["failures"] = failures
+    return body

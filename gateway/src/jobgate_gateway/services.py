@@ -1,0 +1,62 @@
+"""The gateway's long-lived collaborators, one set per process, kept on `app.extensions`."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from flask import current_app
+
+from jobgate import outbox
+from jobgate.broker import CONTROL_EXCHANGE, Publisher
+from jobgate.config import Settings
+from jobgate.db import Database
+from jobgate_gateway.auth import Authenticator
+
+log = logging.getLogger(__name__)
+
+APP_ID = "jobgate-gateway"
+
+
+@dataclasses.dataclass
+class Services:
+    settings: Settings
+    db: Database
+    publisher: Publisher
+    authenticator: Authenticator
+
+    @classmethod
+    def create(cls, settings: Settings) -> Services:
+        # Both the pool and the broker connection open lazily: nothing is shared across a fork.
+        return cls(
+            settings=settings,
+            db=Database(settings.database_url, minconn=1, maxconn=settings.db_pool_max),
+            publisher=Publisher(
+                settings.amqp_url, app_id=APP_ID, queue_type=settings.job_queue_type
+            ),
+            authenticator=Authenticator(settings),
+        )
+
+    def publish_after_commit(self, outbox_ids: list[int]) -> None:
+        """Publish what the committed transaction queued; the relay retries what fails here."""
+        try:
+            outbox.relay(self.db, self.publisher, ids=outbox_ids)
+        except Exception as exc:  # noqa: BLE001 - the job is committed; the relay publishes later
+            log.warning("publish deferred to the outbox relay: %s", exc)
+
+    def broadcast_cancel(self, job_id: str) -> None:
+        """Tell running workers at once; they also poll the DB flag, so this may fail."""
+        try:
+            self.publisher.publish(
+                CONTROL_EXCHANGE,
+                "",
+                {"type": "cancel", "job_id": job_id},
+                {"delivery_mode": 1},
+                mandatory=False,
+            )
+        except Exception as exc:  # noqa: BLE001 - workers see the DB flag within a second
+            log.warning("cancel broadcast failed for %s: %s", job_id, exc)
+
+
+def services() -> Services:
+    return current_app.extensions["jobgate"]

@@ -1,0 +1,238 @@
+"""RabbitMQ topology and a confirming publisher (nameko's defaults: confirms, persistent, retry).
+
+Topology (DESIGN.md, "RabbitMQ topology"), declared idempotently by whoever connects:
+- `jobgate.jobs` (direct) -> `jobgate.jobs.<kind>`, dead-lettering to `jobgate.dlx`;
+- `jobgate.retry` (headers) -> `jobgate.retry.<N>s` (TTL N s), dead-lettering back to
+  `jobgate.jobs` with the original routing key (the kind);
+- `jobgate.dlx` (fanout) -> `jobgate.jobs.dead`;
+- `jobgate.events` (topic) and `jobgate.control` (fanout).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+from typing import Any
+
+import pika
+import pika.exceptions
+
+log = logging.getLogger(__name__)
+
+JOBS_EXCHANGE = "jobgate.jobs"
+RETRY_EXCHANGE = "jobgate.retry"
+DLX_EXCHANGE = "jobgate.dlx"
+DEAD_QUEUE = "jobgate.jobs.dead"
+EVENTS_EXCHANGE = "jobgate.events"
+CONTROL_EXCHANGE = "jobgate.control"
+RPC_CONTAINERS_QUEUE = "jobgate.rpc.containers"
+KINDS = ("cache", "convert", "scrape", "container", "task")
+MAX_PRIORITY = 9
+RETRY_DELAY_HEADER = "x-retry-delay"
+
+# Errors after which the connection is unusable and must be opened again.
+CONNECTION_ERRORS = (
+    pika.exceptions.AMQPConnectionError,
+    pika.exceptions.AMQPChannelError,
+    pika.exceptions.StreamLostError,
+    ConnectionError,
+    OSError,
+)
+
+
+def job_queue(kind: str) -> str:
+    return f"{JOBS_EXCHANGE}.{kind}"
+
+
+def work_queue_arguments(queue_type: str) -> dict[str, Any]:
+    args: dict[str, Any] = {"x-dead-letter-exchange": DLX_EXCHANGE}
+    if queue_type == "quorum":
+        args["x-queue-type"] = "quorum"
+    else:
+        args["x-max-priority"] = MAX_PRIORITY
+    return args
+
+
+def retry_queue(delay_s: int) -> str:
+    return f"{RETRY_EXCHANGE}.{delay_s}s"
+
+
+def retry_queue_arguments(delay_s: int) -> dict[str, Any]:
+    return {
+        "x-message-ttl": delay_s * 1000,
+        "x-dead-letter-exchange": JOBS_EXCHANGE,
+        # An unused delay queue disappears, but only well after its last message expired.
+        "x-expires": (delay_s + 600) * 1000,
+    }
+
+
+def declare_topology(channel: Any, *, queue_type: str = "classic", kinds=KINDS) -> None:
+    """Declare every exchange and queue; safe to call from every process at every start."""
+    channel.exchange_declare(JOBS_EXCHANGE, "direct", durable=True)
+    channel.exchange_declare(RETRY_EXCHANGE, "headers", durable=True)
+    channel.exchange_declare(DLX_EXCHANGE, "fanout", durable=True)
+    channel.exchange_declare(EVENTS_EXCHANGE, "topic", durable=True)
+    channel.exchange_declare(CONTROL_EXCHANGE, "fanout", durable=True)
+    channel.queue_declare(DEAD_QUEUE, durable=True)
+    channel.queue_bind(DEAD_QUEUE, DLX_EXCHANGE)
+    for kind in kinds:
+        channel.queue_declare(
+            job_queue(kind), durable=True, arguments=work_queue_arguments(queue_type)
+        )
+        channel.queue_bind(job_queue(kind), JOBS_EXCHANGE, routing_key=kind)
+
+
+def declare_retry_queue(channel: Any, delay_s: int) -> str:
+    name = retry_queue(delay_s)
+    channel.queue_declare(name, durable=True, arguments=retry_queue_arguments(delay_s))
+    channel.queue_bind(
+        name, RETRY_EXCHANGE, arguments={"x-match": "all", RETRY_DELAY_HEADER: f"{delay_s}s"}
+    )
+    return name
+
+
+def definitions(*, queue_type: str = "classic", vhost: str = "/") -> dict[str, Any]:
+    """The topology as a RabbitMQ definitions document, for compose/Kubernetes brokers."""
+    exchanges = [
+        (JOBS_EXCHANGE, "direct"),
+        (RETRY_EXCHANGE, "headers"),
+        (DLX_EXCHANGE, "fanout"),
+        (EVENTS_EXCHANGE, "topic"),
+        (CONTROL_EXCHANGE, "fanout"),
+    ]
+    queues = [{"name": DEAD_QUEUE, "arguments": {}}] + [
+        {"name": job_queue(k), "arguments": work_queue_arguments(queue_type)} for k in KINDS
+    ]
+    bindings = [{"source": DLX_EXCHANGE, "destination": DEAD_QUEUE, "routing_key": ""}] + [
+        {"source": JOBS_EXCHANGE, "destination": job_queue(k), "routing_key": k} for k in KINDS
+    ]
+    return {
+        "vhosts": [{"name": vhost}],
+        "exchanges": [
+            {
+                "name": n,
+                "vhost": vhost,
+                "type": t,
+                "durable": True,
+                "auto_delete": False,
+                "internal": False,
+                "arguments": {},
+            }
+            for n, t in exchanges
+        ],
+        "queues": [{**q, "vhost": vhost, "durable": True, "auto_delete": False} for q in queues],
+        "bindings": [
+            {**b, "vhost": vhost, "destination_type": "queue", "arguments": {}} for b in bindings
+        ],
+    }
+
+
+def connection_parameters(amqp_url: str, *, heartbeat: int | None = None) -> pika.URLParameters:
+    params = pika.URLParameters(amqp_url)
+    params.connection_attempts = 1
+    params.socket_timeout = 5
+    params.blocked_connection_timeout = 30
+    if heartbeat is not None:
+        params.heartbeat = heartbeat
+    return params
+
+
+def basic_properties(props: dict[str, Any]) -> pika.BasicProperties:
+    return pika.BasicProperties(
+        content_type=props.get("content_type", "application/json"),
+        delivery_mode=props.get("delivery_mode", 2),
+        message_id=props.get("message_id"),
+        app_id=props.get("app_id"),
+        timestamp=props.get("timestamp"),
+        priority=props.get("priority"),
+        headers=props.get("headers"),
+        correlation_id=props.get("correlation_id"),
+        reply_to=props.get("reply_to"),
+    )
+
+
+class Publisher:
+    """One connection, publisher confirms, persistent messages, one reconnect on failure.
+
+    Thread-safe by a lock; `publish` returns only once the broker confirmed the message,
+    and raises if it could not (the outbox then keeps the row for the relay).
+    """
+
+    def __init__(
+        self, amqp_url: str, *, app_id: str, queue_type: str = "classic", confirm: bool = True
+    ) -> None:
+        self.amqp_url = amqp_url
+        self.app_id = app_id
+        self.queue_type = queue_type
+        self.confirm = confirm
+        self._lock = threading.Lock()
+        self._connection: pika.BlockingConnection | None = None
+        self._channel: Any = None
+
+    def _open(self) -> Any:
+        if self._channel is not None and self._channel.is_open:
+            return self._channel
+        self._close_quietly()
+        self._connection = pika.BlockingConnection(connection_parameters(self.amqp_url))
+        self._channel = self._connection.channel()
+        if self.confirm:
+            self._channel.confirm_delivery()
+        declare_topology(self._channel, queue_type=self.queue_type)
+        return self._channel
+
+    def _close_quietly(self) -> None:
+        if self._connection is not None:
+            # Closing a connection that already died raises whatever pika saw last.
+            with contextlib.suppress(Exception):
+                if self._connection.is_open:
+                    self._connection.close()
+        self._connection = None
+        self._channel = None
+
+    def publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: dict[str, Any] | bytes,
+        properties: dict[str, Any] | None = None,
+        *,
+        mandatory: bool = True,
+    ) -> None:
+        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+        props = dict(properties or {})
+        props.setdefault("app_id", self.app_id)
+        with self._lock:
+            for attempt in (1, 2):
+                try:
+                    channel = self._open()
+                    self._connection.process_data_events(0)  # service heartbeats
+                    if exchange == RETRY_EXCHANGE:
+                        delay = str((props.get("headers") or {}).get(RETRY_DELAY_HEADER, ""))
+                        declare_retry_queue(channel, int(delay.rstrip("s")))
+                    channel.basic_publish(
+                        exchange, routing_key, payload, basic_properties(props), mandatory=mandatory
+                    )
+                    return
+                except pika.exceptions.UnroutableError:
+                    raise
+                except CONNECTION_ERRORS:
+                    self._close_quietly()
+                    if attempt == 2:
+                        raise
+                    log.info("broker connection lost; reconnecting to publish")
+
+    def ping(self) -> bool:
+        with self._lock:
+            try:
+                self._open()
+                self._connection.process_data_events(0)
+                return True
+            except CONNECTION_ERRORS:
+                self._close_quietly()
+                return False
+
+    def close(self) -> None:
+        with self._lock:
+            self._close_quietly()

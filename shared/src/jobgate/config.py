@@ -1,0 +1,118 @@
+"""Settings read from the environment, one frozen object handed to every factory.
+
+Every variable has a documented default (README "Configuration") that works for
+`make run` on one host; production overrides them through the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any
+
+DEFAULT_CLIENT_PREFIXES = (
+    "/Volumes/dmpfs/tc-east-1",
+    "C:\\dmpfs\\tc-east-1",
+    "/mnt/lucidlink/tc-east-1",
+)
+
+
+def _split(value: str, sep: str = ",") -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(sep) if part.strip())
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """All configuration of all services; each service reads the fields it needs."""
+
+    env: str = "development"
+    database_url: str = "postgresql://jobgate:jobgate@127.0.0.1:5432/jobgate"
+    db_pool_min: int = 1
+    db_pool_max: int = 10
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    job_queue_type: str = "classic"  # classic (with x-max-priority) or quorum
+    log_level: str = "INFO"
+    log_format: str = "json"  # json or text
+
+    # auth-service
+    auth_service_url: str = "http://127.0.0.1:8081"
+    jwt_issuer: str = "jobgate"
+    jwt_audience: str = "jobgate-api"
+    jwt_private_key_file: str = "var/keys/jwt-private.pem"
+    access_token_ttl: int = 900
+    refresh_token_ttl: int = 30 * 24 * 3600
+    bootstrap_admin_username: str = "admin"
+    bootstrap_admin_password: str = ""
+    bootstrap_api_key: str = ""
+
+    # gateway
+    api_key_cache_ttl: float = 30.0
+    jwks_cache_ttl: float = 300.0
+    rate_limit_storage_uri: str = "memory://"
+    rate_limit_job_create: str = "10/minute"
+    rate_limit_status: str = "600/minute"
+    rate_limit_default: str = "1200/minute"
+    rate_limit_enabled: bool = True
+    request_timeout: float = 5.0
+
+    # jobs and workers
+    job_max_attempts: int = 3
+    job_backoff: str = "exponential"  # fixed or exponential
+    job_backoff_seconds: float = 2.0
+    job_backoff_max_seconds: float = 600.0
+    job_lease_seconds: float = 30.0
+    worker_heartbeat_seconds: float = 5.0
+    worker_concurrency: int = 1
+    worker_grace_seconds: float = 30.0
+    worker_metrics_port: int = 0  # 0 = no metrics endpoint
+    outbox_relay_seconds: float = 2.0
+    stale_requeue_seconds: float = 300.0
+
+    # cache jobs
+    cache_root: str = "var/filespace"
+    cache_client_prefixes: tuple[str, ...] = DEFAULT_CLIENT_PREFIXES
+    cache_progress_file_threshold: int = 10
+    cache_progress_time_threshold_ms: int = 2000
+    cache_read_concurrency: int = 4
+    cache_read_chunk_bytes: int = 1024 * 1024
+    cache_max_files_per_job: int = 1_000_000
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from environment variables named like the fields, upper-cased."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            names = [field.name.upper(), *ENV_ALIASES.get(field.name, ())]
+            raw = next((env[n] for n in names if n in env and env[n] != ""), None)
+            if raw is None:
+                continue
+            default = field.default
+            if isinstance(default, bool):
+                values[field.name] = _bool(raw)
+            elif isinstance(default, int):
+                values[field.name] = int(raw)
+            elif isinstance(default, float):
+                values[field.name] = float(raw)
+            elif isinstance(default, tuple):
+                values[field.name] = _split(raw, ";" if ";" in raw else ",")
+            else:
+                values[field.name] = raw
+        values.update(overrides)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+# Names users of the seeds already know, accepted next to ours.
+ENV_ALIASES: dict[str, tuple[str, ...]] = {
+    "cache_progress_time_threshold_ms": ("CACHE_PROGRESS_TIME_THRESHOLD",),
+    "bootstrap_api_key": ("API_GATEWAY_KEY",),
+    "rate_limit_storage_uri": ("REDIS_URL",),
+}

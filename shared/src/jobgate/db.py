@@ -1,0 +1,102 @@
+"""PostgreSQL access: a thread-safe pool and a transaction context manager.
+
+Domain functions take an explicit connection (`def claim_job(conn, *, job_id, ...)`);
+callers own the transaction, so a job row and its outbox row commit together.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg2
+import psycopg2.extensions
+import psycopg2.extras
+import psycopg2.pool
+
+psycopg2.extras.register_uuid()
+psycopg2.extensions.register_adapter(dict, psycopg2.extras.Json)
+
+Connection = psycopg2.extensions.connection
+
+# Errors that mean "the database is unreachable or went away", not "your SQL is wrong".
+OperationalError = psycopg2.OperationalError
+InterfaceError = psycopg2.InterfaceError
+
+
+class Database:
+    """A lazily opened connection pool; `transaction()` commits or rolls back."""
+
+    def __init__(self, url: str, *, minconn: int = 1, maxconn: int = 10) -> None:
+        self.url = url
+        self._minconn = minconn
+        self._maxconn = maxconn
+        self._pool: psycopg2.pool.ThreadedConnectionPool | None = None
+        self._lock = threading.Lock()
+
+    def _get_pool(self) -> psycopg2.pool.ThreadedConnectionPool:
+        if self._pool is None:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = psycopg2.pool.ThreadedConnectionPool(
+                        self._minconn,
+                        self._maxconn,
+                        self.url,
+                        cursor_factory=psycopg2.extras.RealDictCursor,
+                        connect_timeout=5,
+                        application_name="jobgate",
+                    )
+        return self._pool
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """Yield a pooled connection inside a transaction; broken connections are discarded."""
+        pool = self._get_pool()
+        conn = pool.getconn()
+        broken = False
+        try:
+            yield conn
+            conn.commit()
+        except BaseException as exc:
+            broken = isinstance(exc, (OperationalError, InterfaceError)) or conn.closed != 0
+            if not conn.closed:
+                with contextlib.suppress(Exception):
+                    conn.rollback()
+            raise
+        finally:
+            pool.putconn(conn, close=broken or bool(conn.closed))
+
+    def ping(self) -> bool:
+        try:
+            with self.transaction() as conn, conn.cursor() as cur:
+                cur.execute("SELECT 1")
+                return True
+        except Exception:  # noqa: BLE001 - any failure means "not reachable" to a health check
+            return False
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.closeall()
+                self._pool = None
+
+
+def fetch_one(conn: Connection, sql: str, params: Any = None) -> dict[str, Any] | None:
+    with conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchone()
+
+
+def fetch_all(conn: Connection, sql: str, params: Any = None) -> list[dict[str, Any]]:
+    with conn.cursor() as cur:
+        cur.execute(sql, params)
+        return list(cur.fetchall())
+
+
+def execute(conn: Connection, sql: str, params: Any = None) -> int:
+    """Run a statement and return the affected row count."""
+    with conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.rowcount

@@ -1,0 +1,7 @@
+"""Job handlers by kind: `HANDLERS[kind](ctx) -> result` (see jobgate_worker.context)."""
+
+from __future__ import annotations
+
+from jobgate_worker.kinds import cache
+
+HANDLERS = {"cache": cache.run}
