@@ -80,6 +80,7 @@ class Settings:
     cache_progress_time_threshold_ms: int = 2000
     cache_read_concurrency: int = 4
     cache_read_chunk_bytes: int = 1024 * 1024
+    cache_read_bandwidth_limit: int = 0  # bytes/s per job, 0 = as fast as the storage allows
     cache_max_files_per_job: int = 1_000_000
 
     @classmethod

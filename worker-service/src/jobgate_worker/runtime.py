@@ -98,8 +98,9 @@ class Worker:
 
     def run(self) -> int:
         """Consume until stopped; returns the process exit code (0 on a graceful stop)."""
-        signal.signal(signal.SIGTERM, self.request_stop)
-        signal.signal(signal.SIGINT, self.request_stop)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.request_stop)
+            signal.signal(signal.SIGINT, self.request_stop)
         metrics.start_server(self.settings.worker_metrics_port)
         heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         heartbeat.start()

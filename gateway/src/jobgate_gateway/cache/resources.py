@@ -22,6 +22,7 @@ blp = Blueprint(
     url_prefix="/api/v1/cache/jobs",
     description="TeamCache cache jobs (seed 000)",
 )
+blp.before_request(authenticate_blueprint)
 
 # Seed 000's error texts, chosen by status so every path to that status says the same.
 SEED_MESSAGES = {

@@ -43,9 +43,8 @@ def expand_paths(
     if not found:
         raise InvalidRequest("No files found for the given paths")
     if len(found) > settings.cache_max_files_per_job:
-        raise InvalidRequest(
-            f"Too many files in one job ({len(found)}); the limit is {settings.cache_max_files_per_job}"
-        )
+        limit = settings.cache_max_files_per_job
+        raise InvalidRequest(f"Too many files in one job ({len(found)}); the limit is {limit}")
     return found
 
 

@@ -28,16 +28,26 @@ class _Interrupted(Exception):
 
 
 class ByteCounter:
-    """Bytes read so far by all reader threads, and a sliding window of samples for throughput."""
+    """Bytes read so far by all reader threads, a sliding window of samples for throughput,
+    and an optional bandwidth cap (so cache warming need not saturate the link)."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit_bps: int = 0, stop: threading.Event | None = None) -> None:
         self._lock = threading.Lock()
+        self._stop = stop or threading.Event()
         self.total = 0
+        self.limit_bps = limit_bps
+        self._started = time.monotonic()
         self._samples: collections.deque[tuple[float, int]] = collections.deque()
 
     def add(self, n: int) -> None:
         with self._lock:
             self.total += n
+            total = self.total
+        while self.limit_bps and not self._stop.is_set():
+            ahead = total / self.limit_bps - (time.monotonic() - self._started)
+            if ahead <= 0:
+                break
+            self._stop.wait(min(ahead, TICK_S))
 
     def rate(self, now: float) -> float | None:
         """Bytes/s over the last THROUGHPUT_WINDOW_S seconds; None until two samples exist."""
@@ -90,8 +100,8 @@ def run(ctx: JobContext) -> dict[str, Any]:
 
     file_threshold = max(1, settings.cache_progress_file_threshold)
     time_threshold = settings.cache_progress_time_threshold_ms / 1000
-    counter = ByteCounter()
     stop = threading.Event()
+    counter = ByteCounter(settings.cache_read_bandwidth_limit, stop)
     local = threading.local()
     state = {"done": base["items_done"], "bytes": base["bytes_done"], "failed": 0}
     batch = _Batch()
