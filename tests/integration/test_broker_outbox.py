@@ -1,4 +1,5 @@
-"""Topology, confirming publisher, outbox relay, delayed retry and dead-lettering on a real broker."""
+"""Topology, confirming publisher, outbox relay, delayed retry and dead-lettering,
+on a real broker."""
 
 from __future__ import annotations
 

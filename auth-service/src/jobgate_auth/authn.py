@@ -66,14 +66,18 @@ def principal_from_jwt(conn: Connection, state: AuthState, *, token: str) -> Pri
 
 
 def credential_from_headers() -> tuple[str, str] | None:
-    """("jwt", token) from `Authorization: Bearer`, else ("api_key", key) from `X-API-Key`."""
+    """("api_key", key) from `X-API-Key`, else ("jwt", token) from `Authorization: Bearer`.
+
+    X-API-Key wins when both are sent, the same precedence as the gateway's, so a request
+    forwarded to us is judged by the same credential the gateway judged it by.
+    """
+    api_key = request.headers.get("X-API-Key", "").strip()
+    if api_key:
+        return "api_key", api_key
     authorization = request.headers.get("Authorization", "")
     scheme, _, value = authorization.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return "jwt", value.strip()
-    api_key = request.headers.get("X-API-Key", "").strip()
-    if api_key:
-        return "api_key", api_key
     return None
 
 

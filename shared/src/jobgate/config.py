@@ -89,7 +89,10 @@ class Settings:
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for field in dataclasses.fields(cls):
-            names = [field.name.upper(), *ENV_ALIASES.get(field.name, ())]
+            names = [
+                *ENV_NAMES.get(field.name, (field.name.upper(),)),
+                *ENV_ALIASES.get(field.name, ()),
+            ]
             raw = next((env[n] for n in names if n in env and env[n] != ""), None)
             if raw is None:
                 continue
@@ -110,6 +113,9 @@ class Settings:
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
+
+# Fields whose variable is not simply the upper-cased field name.
+ENV_NAMES: dict[str, tuple[str, ...]] = {"env": ("JOBGATE_ENV",)}
 
 # Names users of the seeds already know, accepted next to ours.
 ENV_ALIASES: dict[str, tuple[str, ...]] = {

@@ -45,7 +45,8 @@ def login(body: dict[str, Any]) -> dict[str, Any]:
     with state.db.transaction() as conn:
         user = users.authenticate(conn, username=username, password=password)
         if user is None:
-            log.info("login failed for username %r", username)
+            # No username in the log: people type passwords into the username field.
+            log.info("login failed")
             raise Unauthorized(INVALID_CREDENTIALS)
         log.info("login succeeded for user %s", user["id"])
         return sessions.open_session(conn, state, user=user)

@@ -1,0 +1,47 @@
+# Jobgate — one Makefile for the whole stack. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PACKAGES := -e 'shared[web]' -e auth-service -e gateway -e worker-service -e stats-service
+TOOLS := honcho pytest pytest-timeout ruff
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+venv: $(STAMP) ## create .venv and install every package, pinned by constraints.txt
+
+$(STAMP): constraints.txt shared/pyproject.toml auth-service/pyproject.toml gateway/pyproject.toml worker-service/pyproject.toml stats-service/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
+	$(BIN)/pip install -q -c constraints.txt $(PACKAGES) $(TOOLS) 2>&1 | grep -v "is ignored" || true
+	$(BIN)/python -c "import jobgate_gateway, jobgate_auth, jobgate_worker, jobgate_stats, honcho, pytest"
+	touch $(STAMP)
+
+services: ## start PostgreSQL, RabbitMQ and Redis if installed but stopped; create the database
+	scripts/services.sh
+
+migrate: venv services ## apply database migrations
+	$(BIN)/jobgate migrate
+
+run: venv services migrate ## start the whole stack in this terminal (Ctrl-C stops it)
+	scripts/run.sh
+
+test: venv services ## run the whole test suite against the real servers
+	$(BIN)/pytest
+
+lint: venv ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: venv ## ruff format and autofix
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: venv services migrate ## benchmarks (not tests): print tables, write JSON to bench/results/
+	$(BIN)/python bench/cache_bench.py
+
+.PHONY: help venv services migrate run test lint fmt bench

@@ -1,0 +1,125 @@
+"""Start the real processes (gunicorn gateway and auth-service, workers) on loopback ports.
+
+Used by end-to-end tests and by the benchmarks, so both exercise exactly what `make run`
+starts. Every process gets the same environment, pointed at a test database and vhost.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Stack:
+    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+        self.workdir = workdir
+        self.logdir = workdir / "logs"
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        self.auth_port, self.gateway_port = free_port(), free_port()
+        self.env = {
+            **os.environ,
+            "JOBGATE_ENV": "test",
+            "LOG_FORMAT": "text",
+            "AUTH_SERVICE_URL": f"http://127.0.0.1:{self.auth_port}",
+            "JWT_PRIVATE_KEY_FILE": str(workdir / "keys" / "jwt-private.pem"),
+            **env,
+        }
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    def _spawn(self, name: str, argv: list[str], **env: str) -> subprocess.Popen:
+        log = open(self.logdir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
+        proc = subprocess.Popen(
+            argv, env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir
+        )
+        self.procs[name] = proc
+        return proc
+
+    def _wait_http(self, url: str, name: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.procs[name].poll() is not None:
+                raise RuntimeError(f"{name} exited: {self.log(name)[-2000:]}")
+            try:
+                if requests.get(url, timeout=1).status_code < 500:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{name} did not answer {url}: {self.log(name)[-2000:]}")
+
+    def start_auth(self) -> None:
+        self._spawn(
+            "auth",
+            [
+                str(VENV_BIN / "gunicorn"),
+                "--bind",
+                f"127.0.0.1:{self.auth_port}",
+                "--workers",
+                "2",
+                "jobgate_auth.wsgi:app",
+            ],
+        )
+        self._wait_http(f"http://127.0.0.1:{self.auth_port}/health", "auth")
+
+    def start_gateway(self) -> None:
+        self._spawn(
+            "gateway",
+            [
+                str(VENV_BIN / "gunicorn"),
+                "--bind",
+                f"127.0.0.1:{self.gateway_port}",
+                "--workers",
+                "2",
+                "--threads",
+                "4",
+                "jobgate_gateway.wsgi:app",
+            ],
+        )
+        self._wait_http(f"{self.url}/health", "gateway")
+
+    def start_worker(
+        self, kind: str = "cache", name: str | None = None, **env: str
+    ) -> subprocess.Popen:
+        return self._spawn(
+            name or f"worker-{kind}", [str(VENV_BIN / "jobgate-worker"), kind], **env
+        )
+
+    def start(self) -> Stack:
+        self.start_auth()
+        self.start_gateway()
+        self.start_worker()
+        return self
+
+    def log(self, name: str) -> str:
+        path = self.logdir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
