@@ -139,13 +139,7 @@ def test_seed_python_client_runs_unchanged(stack, tmp_path):
     code = _seed_python_client().replace("http://localhost:8095/api/v1", f"{stack.url}/api/v1")
     script = tmp_path / "seed_client.py"
     script.write_text(code)
-    out = subprocess.run(
-        ["python3" if not os.environ.get("VIRTUAL_ENV") else "python", str(script)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ},
-    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "Created job:" in out.stdout and "Total size: 146.48 KB" in out.stdout
     assert "Progress: 146.48 KB / 146.48 KB" in out.stdout
