@@ -75,6 +75,7 @@ class Stack:
                 f"127.0.0.1:{self.auth_port}",
                 "--workers",
                 "2",
+                "--no-control-socket",
                 "jobgate_auth.wsgi:app",
             ],
         )
@@ -91,6 +92,7 @@ class Stack:
                 "2",
                 "--threads",
                 "4",
+                "--no-control-socket",
                 "jobgate_gateway.wsgi:app",
             ],
         )
