@@ -65,7 +65,7 @@ class Settings:
     job_backoff: str = "exponential"  # fixed or exponential
     job_backoff_seconds: float = 2.0
     job_backoff_max_seconds: float = 600.0
-    job_lease_seconds: float = 30.0
+    job_lease_seconds: float = 15.0
     worker_heartbeat_seconds: float = 5.0
     worker_concurrency: int = 1
     worker_grace_seconds: float = 30.0
