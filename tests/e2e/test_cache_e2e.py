@@ -185,3 +185,22 @@ def test_metrics_and_docs_are_served(stack):
     spec = requests.get(f"{stack.url}/openapi.json", timeout=5).json()
     assert "/api/v1/cache/jobs" in spec["paths"]
     assert requests.get(f"{stack.url}/docs", timeout=5).status_code == 200
+
+
+def test_gunicorn_processes_share_one_creation_limit_through_redis(make_stack):
+    # With per-process memory storage the two gunicorn workers would each allow 6.
+    stack = make_stack(
+        RATE_LIMIT_STORAGE_URI="redis://127.0.0.1:6379/0", RATE_LIMIT_JOB_CREATE="6/minute"
+    )
+    (stack.filespace / "a.mov").write_bytes(b"a" * 10)
+    codes = []
+    for _ in range(12):  # new connections, spread over both gunicorn worker processes
+        r = requests.post(
+            f"{stack.url}/api/v1/cache/jobs",
+            json={"files": ["a.mov"]},
+            headers={"X-API-Key": DEMO_KEY},
+        )
+        codes.append(r.status_code)
+    assert codes.count(201) == 6 and codes.count(429) == 6
+    assert r.json() == {"success": False, "error": "Too many requests, please try again later"}
+    assert "Retry-After" in r.headers and r.headers["X-RateLimit-Limit"] == "6"

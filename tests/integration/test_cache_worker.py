@@ -3,15 +3,17 @@ per-file failures, retries, cancel, hand-back on shutdown."""
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
 
+import pika
 import pytest
 
 from jobgate import db as dbmod
 from jobgate import jobs, outbox
-from jobgate.broker import Publisher
+from jobgate.broker import DEAD_QUEUE, Publisher
 from jobgate.paths import CacheRoot
 from jobgate_worker.kinds import cache
 from jobgate_worker.runtime import Worker
@@ -137,6 +139,19 @@ def test_unreadable_files_fail_the_job_after_its_retries(db, worker_settings, ru
     assert "No such file" in failed[0]["error"]
     assert done["items_done"] == 4
     assert any("retry in" in entry["message"] for entry in logs)
+    # Its last message waits in the dead-letter queue for operators.
+    conn = pika.BlockingConnection(pika.URLParameters(worker_settings.amqp_url))
+    dead = []
+    for _ in range(50):
+        method, _props, body = conn.channel().basic_get(DEAD_QUEUE, auto_ack=True)
+        if method is None:
+            if dead:
+                break
+            time.sleep(0.1)
+            continue
+        dead.append(json.loads(body)["job_id"])
+    conn.close()
+    assert str(job["id"]) in dead
 
 
 def test_cancel_stops_a_running_job_within_a_second(db, worker_settings, run_worker, tmp_path):

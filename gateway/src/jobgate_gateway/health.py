@@ -9,6 +9,7 @@ from flask import Response, jsonify
 from jobgate.broker import KINDS
 from jobgate.web import Blueprint
 from jobgate_gateway import metrics
+from jobgate_gateway.jobs.resources import SUBMITTERS
 from jobgate_gateway.services import services
 from jobgate_gateway.timefmt import iso_ms
 
@@ -70,7 +71,7 @@ def info() -> Response:
             "service": "jobgate-gateway",
             "version": VERSION,
             "job_kinds": list(KINDS),
-            "supported_kinds": ["cache"],
+            "supported_kinds": sorted(SUBMITTERS),
             "openapi": "/openapi.json",
             "docs": "/docs",
         }

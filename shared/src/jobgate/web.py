@@ -18,6 +18,7 @@ from flask import Flask, Response, g, jsonify, request
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import HTTPException
 
+from jobgate.db import OperationalError
 from jobgate.errors import JobgateError, code_for_status
 from jobgate.logs import request_id_var
 
@@ -142,6 +143,11 @@ def init_web(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
         return _http_exception_response(app, exc)
+
+    @app.errorhandler(OperationalError)
+    def _database_down(exc: OperationalError) -> Response:
+        log.error("database unavailable on %s %s: %s", request.method, request.path, exc)
+        return error_response(app, 503, "SERVICE_UNAVAILABLE", "Database unavailable")
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

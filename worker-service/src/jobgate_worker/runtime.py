@@ -111,6 +111,7 @@ class Worker:
                 self._consume()
                 retry_delay = 1.0
             except CONNECTION_ERRORS as exc:
+                self._close_connection()  # running jobs' late acks fail; they are redelivered
                 if self._stopping.is_set():
                     break
                 log.warning("broker connection failed (%s); retrying in %.0fs", exc, retry_delay)
@@ -163,6 +164,12 @@ class Worker:
         self._pump(0.2)  # deliver the last acks
         if conn is not None and conn.is_open:
             with contextlib.suppress(*CONNECTION_ERRORS):
+                conn.close()
+
+    def _close_connection(self) -> None:
+        conn = self._connection
+        if conn is not None and conn.is_open:
+            with contextlib.suppress(Exception):  # it may be half dead already
                 conn.close()
 
     def _pump(self, seconds: float) -> None:
