@@ -17,25 +17,27 @@ blp = Blueprint("health", __name__, description="Health, readiness, info and met
 VERSION = "0.1.0"
 
 
-def _dependencies() -> dict[str, str]:
+def _dependencies() -> tuple[dict[str, str], bool, str]:
+    """Each dependency's state, whether all are up, and the time of the check."""
     svc = services()
-    return {
+    deps = {
         "database": "connected" if svc.db.ping() else "disconnected",
         "broker": "connected" if svc.publisher.ping() else "disconnected",
     }
+    up = all(v == "connected" for v in deps.values())
+    return deps, up, iso_ms(dt.datetime.now(dt.UTC))
 
 
 @blp.route("/health")
 def health() -> Response:
     """Overall health: 200 when the database and the broker answer, else 503."""
-    deps = _dependencies()
-    healthy = all(v == "connected" for v in deps.values())
+    deps, healthy, now = _dependencies()
     body = {
         "status": "healthy" if healthy else "unhealthy",
         "service": "jobgate-gateway",
         "version": VERSION,
         "services": {"database": deps["database"], "rabbitmq": deps["broker"]},
-        "timestamp": iso_ms(dt.datetime.now(dt.UTC)),
+        "timestamp": now,
     }
     return jsonify(body), 200 if healthy else 503
 
@@ -43,15 +45,13 @@ def health() -> Response:
 @blp.route("/api/v1/health")
 def api_health() -> Response:
     """Seed 000's health check, plus the broker's state."""
-    deps = _dependencies()
-    healthy = all(v == "connected" for v in deps.values())
+    deps, healthy, now = _dependencies()
     body = {
         "success": healthy,
         "status": "healthy" if healthy else "unhealthy",
         "service": "api-gateway",
-        "database": deps["database"],
-        "broker": deps["broker"],
-        "timestamp": iso_ms(dt.datetime.now(dt.UTC)),
+        **deps,
+        "timestamp": now,
     }
     return jsonify(body), 200 if healthy else 503
 
@@ -59,8 +59,7 @@ def api_health() -> Response:
 @blp.route("/ready")
 def ready() -> Response:
     """Readiness for load balancers and Kubernetes: dependencies reachable."""
-    deps = _dependencies()
-    ok = all(v == "connected" for v in deps.values())
+    deps, ok, _ = _dependencies()
     return jsonify({"ready": ok, **deps}), 200 if ok else 503
 
 
