@@ -241,6 +241,11 @@ class Worker:
             log.exception("job %s: could not record its outcome; requeueing", message.job_id)
             time.sleep(1.0)  # the database is likely down: do not spin on redeliveries
             settle("requeue")
+        finally:
+            # Only now is the job off our hands: heartbeats kept its lease until the outcome
+            # was committed, and shutdown waits until its ack is queued.
+            with self._inflight_lock:
+                self._inflight.pop(message.job_id, None)
 
     def _run_job(self, message: JobMessage) -> str:
         """Run one delivery; returns how to settle it (ack / requeue / dead)."""
@@ -294,9 +299,6 @@ class Worker:
         except Exception as exc:
             log.exception("job %s: handler crashed", job_id)
             outcome, detail = "failed", JobFailed(f"{type(exc).__name__}: {exc}")
-        finally:
-            with self._inflight_lock:
-                self._inflight.pop(job_id, None)
         metrics.observe(self.kind, outcome, time.monotonic() - started)
         return self._record(job, outcome, detail)
 
