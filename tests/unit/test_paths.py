@@ -113,3 +113,23 @@ def test_file_and_directory_kinds_are_checked(tree):
         root.expand(["00_Media"], [])
     with pytest.raises(PathError, match="not a directory"):
         root.expand([], ["00_Media/video.mp4"])
+
+
+def test_open_item_refuses_a_file_swapped_for_a_symlink(tree, tmp_path):
+    root = CacheRoot(str(tree), ())
+    cache: dict[str, str] = {}
+    os.close(root.open_item("00_Media/video.mp4", cache))
+    os.remove(tree / "00_Media" / "video.mp4")
+    os.symlink(tmp_path / "outside.txt", tree / "00_Media" / "video.mp4")
+    with pytest.raises(OSError, match="symbolic links"):
+        root.open_item("00_Media/video.mp4", {})
+
+
+def test_open_item_refuses_a_folder_swapped_for_a_symlink_out(tree, tmp_path):
+    root = CacheRoot(str(tree), ())
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "a.mov").write_text("secret")
+    os.rename(tree / "00_Media" / "Farm", tmp_path / "farm-moved")
+    os.symlink(tmp_path / "elsewhere", tree / "00_Media" / "Farm")
+    with pytest.raises(PathError, match="escapes"):
+        root.open_item("00_Media/Farm/a.mov", {})

@@ -100,8 +100,25 @@ class CacheRoot:
         return real
 
     def relative(self, real: str) -> str:
-        rel = os.path.relpath(real, self.root)
-        return "" if rel == "." else rel.replace(os.sep, "/")
+        """`real` (a path inside the root) relative to it; slicing, as relpath is slow."""
+        if real == self.root:
+            return ""
+        return real[len(self.root) + 1 :].replace(os.sep, "/")
+
+    def open_item(self, relpath: str, dir_cache: dict[str, str]) -> int:
+        """Open a stored item (a real path relative to the root) for reading, as a file
+        descriptor, checking it still lies inside the root.
+
+        Folders are resolved once per job (`dir_cache`); the file itself is opened with
+        O_NOFOLLOW, so a file swapped for a symlink after submission is refused (ELOOP).
+        """
+        parent, _, name = relpath.rpartition("/")
+        real_parent = dir_cache.get(parent)
+        if real_parent is None:
+            real_parent = dir_cache[parent] = self._inside(
+                os.path.join(self.root, parent), parent or "."
+            )
+        return os.open(os.path.join(real_parent, name), os.O_RDONLY | os.O_NOFOLLOW)
 
     def absolute(self, relpath: str) -> str:
         return os.path.join(self.root, relpath)
