@@ -184,7 +184,11 @@ def test_metrics_and_docs_are_served(stack):
     assert "jobgate_http_requests_total" in requests.get(f"{stack.url}/metrics", timeout=5).text
     spec = requests.get(f"{stack.url}/openapi.json", timeout=5).json()
     assert "/api/v1/cache/jobs" in spec["paths"]
-    assert requests.get(f"{stack.url}/docs", timeout=5).status_code == 200
+    docs = requests.get(f"{stack.url}/docs", timeout=5)
+    assert docs.status_code == 200 and "/docs/static/swagger-ui-bundle.js" in docs.text
+    assert (
+        requests.get(f"{stack.url}/docs/static/swagger-ui-bundle.js", timeout=5).status_code == 200
+    )
 
 
 def test_gunicorn_processes_share_one_creation_limit_through_redis(make_stack):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from flask import Flask
+import swagger_ui_bundle
+from flask import Flask, Response, send_from_directory
 
 from jobgate.config import Settings
 from jobgate.web import Api, init_web, register_error_formatter
@@ -15,6 +16,10 @@ from jobgate_gateway.services import Services
 MAX_JSON_BODY = 16 * 1024 * 1024
 
 
+def swagger_ui_static(filename: str) -> Response:
+    return send_from_directory(swagger_ui_bundle.swagger_ui_path, filename, max_age=86400)
+
+
 def create_app(config: Settings | None = None, *, services: Services | None = None) -> Flask:
     settings = config or Settings.from_env()
     app = Flask(__name__)
@@ -25,7 +30,8 @@ def create_app(config: Settings | None = None, *, services: Services | None = No
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="/docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        # Swagger UI is served from the swagger-ui-bundle wheel: /docs works offline.
+        OPENAPI_SWAGGER_UI_URL="/docs/static/",
         OPENAPI_REDOC_PATH="/redoc",
         OPENAPI_REDOC_URL="https://cdn.jsdelivr.net/npm/redoc/bundles/redoc.standalone.js",
         MAX_CONTENT_LENGTH=MAX_JSON_BODY,
@@ -48,6 +54,7 @@ def create_app(config: Settings | None = None, *, services: Services | None = No
         "Bearer", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     )
     api.spec.options["security"] = [{"ApiKey": []}, {"Bearer": []}]
+    app.add_url_rule("/docs/static/<path:filename>", "swagger_ui_static", swagger_ui_static)
     for blp in (health.blp, auth_proxy.blp, job_resources.blp, cache_resources.blp):
         api.register_blueprint(blp)
     for exempt in (health.blp, auth_proxy.blp):
