@@ -167,6 +167,8 @@ def test_cancel_stops_a_running_job_within_a_second(db, worker_settings, run_wor
     assert done["status"] == "cancelled"
     assert time.monotonic() - asked < 1.5
     assert done["items_done"] < done["items_total"]
+    with db.transaction() as conn:  # what it shows is exactly what was read in full
+        assert jobs.item_totals(conn, job_id=str(job["id"]))["bytes_done"] == done["bytes_done"]
 
 
 def test_shutdown_hands_a_long_job_back(db, worker_settings, run_worker, tmp_path):
@@ -179,3 +181,23 @@ def test_shutdown_hands_a_long_job_back(db, worker_settings, run_worker, tmp_pat
     assert back["attempt"] == 0 and back["worker_id"] is None
     run_worker()  # the next worker finishes it
     assert wait_for(db, job["id"], {"completed"}, timeout=60)["status"] == "completed"
+
+
+def test_duplicate_delivery_leaves_the_running_attempt_alone(
+    db, worker_settings, run_worker, tmp_path
+):
+    """A second message for a job this worker is running (a redelivery, the reaper's
+    re-send) is dropped without touching the running attempt: its lease is still renewed
+    and it completes on its one and only attempt."""
+    write_tree(tmp_path / "filespace", dirs=1, files_per_dir=10, size=100_000)
+    run_worker(cache_read_bandwidth_limit=250_000, worker_concurrency=2, job_lease_seconds=1.5)
+    job = submit(db, worker_settings, make_user(db), max_attempts=1)
+    wait_for(db, job["id"], {"running"})
+    with db.transaction() as conn:
+        row_id = outbox.add_job_message(conn, job=job, app_id="test")
+    pub = Publisher(worker_settings.amqp_url, app_id="test")
+    outbox.relay(db, pub, ids=[row_id])
+    pub.close()
+    done = wait_for(db, job["id"], {"completed", "failed"}, timeout=60)
+    assert done["status"] == "completed", done["error"]
+    assert done["attempt"] == 1 and done["items_done"] == 10

@@ -133,3 +133,11 @@ def test_open_item_refuses_a_folder_swapped_for_a_symlink_out(tree, tmp_path):
     os.symlink(tmp_path / "elsewhere", tree / "00_Media" / "Farm")
     with pytest.raises(PathError, match="escapes"):
         root.open_item("00_Media/Farm/a.mov", {})
+
+
+def test_open_item_refuses_a_fifo_without_blocking(tree):
+    root = CacheRoot(str(tree), ())
+    os.remove(tree / "00_Media" / "video.mp4")
+    os.mkfifo(tree / "00_Media" / "video.mp4")
+    with pytest.raises(OSError, match="not a regular file"):
+        root.open_item("00_Media/video.mp4", {})

@@ -71,7 +71,7 @@ class Settings:
     worker_grace_seconds: float = 30.0
     worker_metrics_port: int = 0  # 0 = no metrics endpoint
     outbox_relay_seconds: float = 2.0
-    stale_requeue_seconds: float = 300.0
+    stale_requeue_seconds: float = 3600.0
 
     # cache jobs
     cache_root: str = "var/filespace"

@@ -188,7 +188,9 @@ def claim_job(conn: db.Connection, *, job_id: str, worker_id: str, lease_s: floa
                started_at = coalesce(started_at, now()), next_attempt_at = NULL,
                updated_at = now()
         WHERE id = %(id)s AND NOT cancel_requested AND attempt < max_attempts
-          AND (status IN ('pending', 'retrying')
+          AND (status = 'pending'
+               -- a retry waits out its backoff even if an old message shows up early
+               OR (status = 'retrying' AND next_attempt_at <= now() + interval '1 second')
                OR (status = 'running' AND lease_expires_at < now()))
         RETURNING *
         """,
@@ -355,10 +357,13 @@ def requeue_lost(conn: db.Connection, *, app_id: str, stale_s: float) -> list[Jo
     failed = db.fetch_all(
         conn,
         """
-        UPDATE jobs SET status = 'failed', completed_at = now(), worker_id = NULL,
-               lease_expires_at = NULL, error = 'worker lost during attempt ' || attempt,
+        UPDATE jobs SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'failed' END,
+               completed_at = now(), worker_id = NULL, lease_expires_at = NULL,
+               error = CASE WHEN cancel_requested THEN error
+                            ELSE 'worker lost during attempt ' || attempt END,
                updated_at = now()
-        WHERE status = 'running' AND lease_expires_at < now() AND attempt >= max_attempts
+        WHERE status = 'running' AND lease_expires_at < now()
+          AND (attempt >= max_attempts OR cancel_requested)
         RETURNING *
         """,
     )

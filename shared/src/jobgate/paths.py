@@ -8,6 +8,7 @@ joined under the root. The real path (symlinks resolved) must stay inside the ro
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -118,7 +119,16 @@ class CacheRoot:
             real_parent = dir_cache[parent] = self._inside(
                 os.path.join(self.root, parent), parent or "."
             )
-        return os.open(os.path.join(real_parent, name), os.O_RDONLY | os.O_NOFOLLOW)
+        # O_NONBLOCK: a FIFO or device swapped in cannot block the open; it is refused below.
+        fd = os.open(os.path.join(real_parent, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(errno.EINVAL, "not a regular file", relpath)
+            os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def absolute(self, relpath: str) -> str:
         return os.path.join(self.root, relpath)

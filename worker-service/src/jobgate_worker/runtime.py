@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -48,6 +49,7 @@ from jobgate_worker.events import EventEmitter
 log = logging.getLogger(__name__)
 
 Handler = Callable[[JobContext], dict[str, Any] | None]
+DATABASE_ERRORS = (db.OperationalError, db.InterfaceError)
 
 
 class Worker:
@@ -83,8 +85,11 @@ class Worker:
             )
         )
         self.executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"job-{kind}")
-        self._inflight: dict[str, tuple[threading.Event, threading.Event]] = {}
+        # job id -> its attempt's (cancel, stop) events, from claim until its ack is queued;
+        # heartbeats extend the leases of exactly these jobs.
+        self._inflight: dict[str, _Attempt] = {}
         self._inflight_lock = threading.Lock()
+        self._deliveries = 0  # deliveries received and not yet settled (shutdown waits on them)
         self._stopping = threading.Event()
         self._heartbeat_stop = threading.Event()
         self._connection: pika.BlockingConnection | None = None
@@ -102,8 +107,14 @@ class Worker:
             signal.signal(signal.SIGTERM, self.request_stop)
             signal.signal(signal.SIGINT, self.request_stop)
         metrics.start_server(self.settings.worker_metrics_port)
+        # Leases are renewed on a thread of their own (DB only), so broker trouble in the
+        # housekeeping thread can never let a healthy job's lease lapse.
         heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        housekeeper = threading.Thread(
+            target=self._housekeeping_loop, name="housekeeping", daemon=True
+        )
         heartbeat.start()
+        housekeeper.start()
         log.info("worker %s consuming %s", self.worker_id, job_queue(self.kind))
         retry_delay = 1.0
         while not self._stopping.is_set():
@@ -120,9 +131,11 @@ class Worker:
         self._shutdown()
         self._heartbeat_stop.set()
         heartbeat.join(timeout=10)
-        self._write_heartbeat(status="stopped")
+        housekeeper.join(timeout=10)
+        with contextlib.suppress(Exception):  # the database may be down as we leave
+            self._write_heartbeat(status="stopped")
         self.publisher.close()
-        self.events.publisher.close()
+        self.events.close()
         log.info("worker %s stopped", self.worker_id)
         return 0
 
@@ -148,12 +161,12 @@ class Worker:
                 self._channel.basic_cancel(self._consumer_tag)
         deadline = time.monotonic() + self.settings.worker_grace_seconds
         handed_back = False
-        while self._inflight_ids():
+        while self._pending_deliveries():
             if not handed_back and time.monotonic() >= deadline:
                 log.info("grace period over; handing back %d job(s)", len(self._inflight_ids()))
                 with self._inflight_lock:
-                    for _, stop in self._inflight.values():
-                        stop.set()
+                    for attempt in self._inflight.values():
+                        attempt.stop.set()
                 handed_back = True
                 deadline = time.monotonic() + 10
             elif handed_back and time.monotonic() >= deadline:
@@ -186,6 +199,10 @@ class Worker:
         with self._inflight_lock:
             return list(self._inflight)
 
+    def _pending_deliveries(self) -> int:
+        with self._inflight_lock:
+            return self._deliveries
+
     # --- messages (I/O thread) ------------------------------------------------------------
 
     def _on_control(self, _ch: Any, _method: Any, _props: Any, body: bytes) -> None:
@@ -195,12 +212,14 @@ class Worker:
             return
         if command.get("type") == "cancel":
             with self._inflight_lock:
-                events = self._inflight.get(str(command.get("job_id")))
-            if events:
+                attempt = self._inflight.get(str(command.get("job_id")))
+            if attempt:
                 log.info("cancel received for job %s", command.get("job_id"))
-                events[0].set()
+                attempt.cancel.set()
 
     def _on_message(self, channel: Any, method: Any, props: Any, body: bytes) -> None:
+        with self._inflight_lock:
+            self._deliveries += 1
         self.executor.submit(self._process, channel, method.delivery_tag, props, body)
 
     def _settle(self, channel: Any, tag: int, how: str) -> None:
@@ -229,26 +248,35 @@ class Worker:
             message = JobMessage.from_body(body)
         except PoisonMessage as exc:
             log.error("dead-lettering a message no worker can read: %s", exc)
-            return settle("dead")
+            return self._done(settle, "dead")
         if message.kind != self.kind:
             log.error("dead-lettering a %s message found on the %s queue", message.kind, self.kind)
-            return settle("dead")
+            return self._done(settle, "dead")
         headers = getattr(props, "headers", None) or {}
         request_id_var.set(str(headers.get("x-request-id") or "") or None)
+        attempt: _Attempt | None = None
+        how = "requeue"
         try:
-            settle(self._run_job(message))
+            how, attempt = self._run_job(message)
         except Exception:
-            log.exception("job %s: could not record its outcome; requeueing", message.job_id)
+            log.exception("job %s: could not claim or record it; requeueing", message.job_id)
             time.sleep(1.0)  # the database is likely down: do not spin on redeliveries
-            settle("requeue")
         finally:
-            # Only now is the job off our hands: heartbeats kept its lease until the outcome
-            # was committed, and shutdown waits until its ack is queued.
-            with self._inflight_lock:
-                self._inflight.pop(message.job_id, None)
+            self._done(settle, how, attempt)
 
-    def _run_job(self, message: JobMessage) -> str:
-        """Run one delivery; returns how to settle it (ack / requeue / dead)."""
+    def _done(
+        self, settle: Callable[[str], None], how: str, attempt: _Attempt | None = None
+    ) -> None:
+        """Queue the ack, and only then let go of the job: until here heartbeats kept its
+        lease, and shutdown waits for this."""
+        settle(how)
+        with self._inflight_lock:
+            self._deliveries -= 1
+            if attempt is not None and self._inflight.get(attempt.job_id) is attempt:
+                del self._inflight[attempt.job_id]
+
+    def _run_job(self, message: JobMessage) -> tuple[str, _Attempt | None]:
+        """Claim and run one delivery; returns how to settle it (ack / requeue / dead)."""
         with self.db.transaction() as conn:
             job = jobs.claim_job(
                 conn,
@@ -256,34 +284,34 @@ class Worker:
                 worker_id=self.worker_id,
                 lease_s=self.settings.job_lease_seconds,
             )
-            if job is None:
-                settled = jobs.settle_unclaimable(conn, job_id=message.job_id)
+            settled = None if job else jobs.settle_unclaimable(conn, job_id=message.job_id)
         if job is None:
             if settled is not None:
                 self.events.job(
                     self.kind, settled["status"], message.job_id, {"error": settled["error"]}
                 )
-                return "dead" if settled["status"] == "failed" else "ack"
+                return ("dead" if settled["status"] == "failed" else "ack"), None
             log.info(
-                "job %s: nothing to do for this delivery (finished, held or unknown)",
+                "job %s: nothing to do for this delivery (finished, held, not due or unknown)",
                 message.job_id,
             )
-            return "ack"
+            return "ack", None
 
-        job_id = str(job["id"])
-        cancel, stop = threading.Event(), threading.Event()
+        attempt = _Attempt(str(job["id"]))
         with self._inflight_lock:
-            self._inflight[job_id] = (cancel, stop)
-        log.info("job %s: attempt %s of %s started", job_id, job["attempt"], job["max_attempts"])
-        self.events.job(self.kind, "started", job_id, {"attempt": job["attempt"]})
+            self._inflight[attempt.job_id] = attempt
+        log.info(
+            "job %s: attempt %s of %s started", attempt.job_id, job["attempt"], job["max_attempts"]
+        )
+        self.events.job(self.kind, "started", attempt.job_id, {"attempt": job["attempt"]})
         ctx = JobContext(
             job=job,
             worker_id=self.worker_id,
             database=self.db,
             settings=self.settings,
             events=self.events,
-            cancel_event=cancel,
-            stop_event=stop,
+            cancel_event=attempt.cancel,
+            stop_event=attempt.stop,
         )
         started = time.monotonic()
         try:
@@ -296,11 +324,31 @@ class Worker:
             outcome, detail = "lost", None
         except JobFailed as exc:
             outcome, detail = "failed", exc
+        except DATABASE_ERRORS as exc:
+            # The database went away under the job: not the job's fault, so it costs no
+            # attempt; it goes back to the queue once its hand-back is recorded.
+            log.warning("job %s: database unavailable (%s); handing it back", attempt.job_id, exc)
+            outcome, detail = "handback", None
         except Exception as exc:
-            log.exception("job %s: handler crashed", job_id)
+            log.exception("job %s: handler crashed", attempt.job_id)
             outcome, detail = "failed", JobFailed(f"{type(exc).__name__}: {exc}")
         metrics.observe(self.kind, outcome, time.monotonic() - started)
-        return self._record(job, outcome, detail)
+        return self._record_until_saved(job, outcome, detail), attempt
+
+    def _record_until_saved(self, job: dict[str, Any], outcome: str, detail: Any) -> str:
+        """Record the outcome, retrying through a database outage: a finished job's result
+        must not be thrown away. The job stays in flight meanwhile, so once the database is
+        back the heartbeat renews its lease before any reaper can take it."""
+        delay = 0.5
+        while True:
+            try:
+                return self._record(job, outcome, detail)
+            except DATABASE_ERRORS as exc:
+                if self._heartbeat_stop.is_set():
+                    raise
+                log.warning("job %s: cannot record %s yet (%s)", job["id"], outcome, exc)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def _record(self, job: dict[str, Any], outcome: str, detail: Any) -> str:
         job_id = str(job["id"])
@@ -408,11 +456,18 @@ class Worker:
         while True:
             try:
                 self._write_heartbeat()
-                self.housekeeping()
-            except Exception as exc:  # noqa: BLE001 - keep beating through DB/broker outages
+            except Exception as exc:  # noqa: BLE001 - keep beating through DB outages
                 log.warning("heartbeat failed: %s", exc)
             if self._heartbeat_stop.wait(interval):
                 return
+
+    def _housekeeping_loop(self) -> None:
+        interval = self.settings.worker_heartbeat_seconds
+        while not self._heartbeat_stop.wait(interval):
+            try:
+                self.housekeeping()
+            except Exception as exc:  # noqa: BLE001 - try again next round
+                log.warning("housekeeping failed: %s", exc)
 
     def housekeeping(self) -> None:
         """Re-queue jobs of dead workers and publish outbox rows nobody published."""
@@ -422,6 +477,18 @@ class Worker:
             )
         for job in lost:
             log.warning(
-                "job %s (%s): re-queued (worker lost or message missing)", job["id"], job["kind"]
+                "job %s (%s): %s (its worker was lost, or its message went missing)",
+                job["id"],
+                job["kind"],
+                "re-queued" if job["status"] == "pending" else job["status"],
             )
         outbox.relay(self.db, self.publisher, min_age_s=self.settings.outbox_relay_seconds)
+
+
+@dataclasses.dataclass(eq=False)
+class _Attempt:
+    """One running attempt: the events that stop it early (cancel, or hand back)."""
+
+    job_id: str
+    cancel: threading.Event = dataclasses.field(default_factory=threading.Event)
+    stop: threading.Event = dataclasses.field(default_factory=threading.Event)

@@ -17,7 +17,7 @@ from typing import Any
 from jobgate import jobs
 from jobgate.paths import CacheRoot
 from jobgate_worker.context import JobContext
-from jobgate_worker.errors import JobFailed
+from jobgate_worker.errors import Cancelled, HandBack, JobFailed
 
 THROUGHPUT_WINDOW_S = 5.0
 TICK_S = 0.2
@@ -145,52 +145,57 @@ def run(ctx: JobContext) -> dict[str, Any]:
     item_iter = iter(items)
     window = max(1, settings.cache_read_concurrency) * 2
     futures: dict[Future, dict[str, Any]] = {}
-    with ThreadPoolExecutor(
+    pool = ThreadPoolExecutor(
         max(1, settings.cache_read_concurrency), thread_name_prefix="cache-read"
-    ) as pool:
+    )
 
-        def submit_more() -> None:
-            while len(futures) < window:
-                item = next(item_iter, None)
-                if item is None:
-                    return
-                fut = pool.submit(
-                    read_file,
-                    root,
-                    item["path"],
-                    dir_cache,
-                    settings.cache_read_chunk_bytes,
-                    stop,
-                    counter,
-                    local,
-                )
-                futures[fut] = item
+    def submit_more() -> None:
+        while len(futures) < window:
+            item = next(item_iter, None)
+            if item is None:
+                return
+            fut = pool.submit(
+                read_file,
+                root,
+                item["path"],
+                dir_cache,
+                settings.cache_read_chunk_bytes,
+                stop,
+                counter,
+                local,
+            )
+            futures[fut] = item
 
-        try:
+    try:
+        submit_more()
+        while futures:
+            finished, _ = wait(list(futures), timeout=TICK_S, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                item = futures.pop(fut)
+                exc = fut.exception()
+                if exc is None:
+                    completed_bytes[0] += fut.result()
+                    batch.done.append(item["seq"])
+                    batch.done_bytes += int(item["size"])
+                elif isinstance(exc, _Interrupted):
+                    continue
+                else:
+                    batch.failed[item["seq"]] = _describe(exc)
+                batch.last_path = item["path"]
             submit_more()
-            while futures:
-                finished, _ = wait(list(futures), timeout=TICK_S, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    item = futures.pop(fut)
-                    exc = fut.exception()
-                    if exc is None:
-                        completed_bytes[0] += fut.result()
-                        batch.done.append(item["seq"])
-                        batch.done_bytes += int(item["size"])
-                    elif isinstance(exc, _Interrupted):
-                        continue
-                    else:
-                        batch.failed[item["seq"]] = _describe(exc)
-                    batch.last_path = item["path"]
-                submit_more()
-                ctx.check()
-                now = time.monotonic()
-                if len(batch) >= file_threshold or now - last_flush >= time_threshold:
-                    flush()
-        finally:
-            stop.set()  # on cancel/hand-back, readers stop at their next chunk
-            for fut in futures:
-                fut.cancel()
+            ctx.check()
+            now = time.monotonic()
+            if len(batch) >= file_threshold or now - last_flush >= time_threshold:
+                flush()
+    except (Cancelled, HandBack):
+        # Keep what was read, exactly: files done so far count, partly read ones do not.
+        flush(final=True)
+        raise
+    finally:
+        stop.set()  # readers stop at their next chunk
+        # Never wait for a reader stuck in the filesystem: the attempt's outcome must be
+        # recorded now (a hung mount must not keep a cancelled job `running`).
+        pool.shutdown(wait=False, cancel_futures=True)
     flush(final=True)
     with ctx.db.transaction() as conn:
         totals = jobs.item_totals(conn, job_id=ctx.job_id)
