@@ -140,3 +140,19 @@ def test_reaper_requeues_a_job_whose_worker_died(db):
         final = jobs.get_job(conn, job_id=job_id)
     assert final["status"] == "failed"
     assert final["error"] == "worker lost during attempt 2"
+
+
+def test_a_refused_row_does_not_block_the_rows_after_it(db, publisher, channel):
+    user = make_user(db)
+    job = make_job(db, owner_id=user["id"])
+    with db.transaction() as conn:
+        stuck = outbox.add(
+            conn, exchange="jobgate.jobs", routing_key="no-such-kind", body={"x": 1}, properties={}
+        )
+        fine = outbox.add_job_message(conn, job=job, app_id="test")
+    assert outbox.relay(db, publisher, ids=[stuck, fine]) == 1
+    _, body = get_one(channel, job_queue("cache"))
+    assert body["job_id"] == str(job["id"])
+    with db.transaction() as conn:
+        left = dbmod.fetch_all(conn, "SELECT id, attempts FROM outbox")
+    assert [(r["id"], r["attempts"]) for r in left] == [(stuck, 1)]

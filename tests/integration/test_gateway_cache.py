@@ -400,3 +400,65 @@ def test_idempotency_key_replays_and_conflicts(client):
     assert first.json["id"] == again.json["id"]
     other = client.post("/api/v1/jobs", json={**body, "recursive": False}, headers=headers)
     assert other.status_code == 409
+
+
+def test_an_admins_narrow_api_key_is_not_an_admin(client, admin):
+    r = client.post(
+        "/api/v1/auth/api-keys", json={"name": "reader", "scopes": ["jobs:read"]}, headers=admin
+    )
+    assert r.status_code == 201, r.json
+    reader = {"X-API-Key": r.json["key"]}
+    assert client.get("/api/v1/jobs", headers=reader).status_code == 200
+    r = client.post(
+        "/api/v1/jobs", json={"kind": "cache", "files": ["00_Media/video.mp4"]}, headers=reader
+    )
+    assert r.status_code == 403 and r.json["error"]["code"] == "FORBIDDEN"
+    assert client.get("/api/v1/auth/users", headers=reader).status_code == 403
+    # Another user's job stays invisible to it: without the admin scope it sees its own only.
+    alice = make_user(client, admin, "alice2")
+    job_id = client.post(
+        "/api/v1/cache/jobs", json={"files": ["00_Media/video.mp4"]}, headers=alice
+    ).json["jobId"]
+    assert client.get(f"/api/v1/jobs/{job_id}", headers=reader).status_code == 404
+    # The demo key carries every scope, admin included.
+    assert client.get(f"/api/v1/jobs/{job_id}", headers=DEMO).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "kwargs"),
+    [
+        ("get", "/api/v1/jobs?offset=99999999999999999999", {}),
+        ("get", "/api/v1/cache/jobs?offset=99999999999999999999", {}),
+        ("get", "/api/v1/jobs?limit=-1", {}),
+        ("get", "/api/v1/jobs?created_since=yesterday", {}),
+        ("post", "/api/v1/cache/jobs", {"json": {"files": ["a\ud800b"]}}),
+        (
+            "post",
+            "/api/v1/jobs",
+            {"json": {"kind": "cache", "files": ["x"]}, "headers": {"Idempotency-Key": "k" * 300}},
+        ),
+        ("post", "/api/v1/jobs", {"json": {"kind": ["cache"]}}),
+        (
+            "post",
+            "/api/v1/jobs",
+            {"json": {"kind": "cache", "files": ["x"], "max_attempts": "lots"}},
+        ),
+    ],
+)
+def test_odd_inputs_are_400_not_500(client, method, url, kwargs):
+    headers = {**DEMO, **kwargs.pop("headers", {})}
+    r = getattr(client, method)(url, headers=headers, **kwargs)
+    assert r.status_code == 400, r.data
+    assert r.is_json
+
+
+def test_password_guessing_is_rate_limited_per_address(gateway_settings):
+    client = create_app(gateway_settings.replace(rate_limit_login="3/minute")).test_client()
+    codes = [
+        client.post(
+            "/api/v1/auth/login", json={"username": "admin", "password": "guess"}
+        ).status_code
+        for _ in range(4)
+    ]
+    assert codes == [401, 401, 401, 429]
+    assert client.get("/api/v1/auth/me", headers=DEMO).status_code == 200  # other routes unaffected

@@ -28,15 +28,12 @@ def unauthorized(message: str = "Authentication required") -> Unauthorized:
 
 
 def principal_from_api_key(conn: Connection, *, key: str) -> Principal:
-    """An API key acts with its own scopes, never more than its owner now holds (admin: all)."""
+    """An API key acts with its own scopes, never more than its owner now holds."""
     row = api_keys.lookup_key(conn, key=key) if key else None
     if row is None:
         raise unauthorized(INVALID_API_KEY)
-    if row["role"] == "admin":
-        scopes = effective_scopes("admin", ())
-    else:
-        owner_scopes = set(row["user_scopes"])
-        scopes = [s for s in effective_scopes("user", row["key_scopes"]) if s in owner_scopes]
+    owner_scopes = set(effective_scopes(row["role"], row["user_scopes"]))
+    scopes = [s for s in row["key_scopes"] if s in owner_scopes]
     return Principal(
         user_id=str(row["user_id"]),
         username=row["username"],

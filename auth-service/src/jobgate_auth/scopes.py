@@ -29,7 +29,7 @@ def effective_scopes(role: str, scopes: Iterable[str]) -> list[str]:
     """What a user may actually do: admins hold every scope, others what they were granted."""
     if role == "admin":
         return list(KNOWN_SCOPES)
-    return [scope for scope in scopes if scope in KNOWN_SCOPES]
+    return [scope for scope in scopes if scope in KNOWN_SCOPES and scope != "admin"]
 
 
 def grantable_scopes(principal: Principal, requested: Iterable[str] | None) -> list[str]:

@@ -57,6 +57,5 @@ def create_app(config: Settings | None = None, *, services: Services | None = No
     app.add_url_rule("/docs/static/<path:filename>", "swagger_ui_static", swagger_ui_static)
     for blp in (health.blp, auth_proxy.blp, job_resources.blp, cache_resources.blp):
         api.register_blueprint(blp)
-    for exempt in (health.blp, auth_proxy.blp):
-        ratelimit.limiter.exempt(exempt)
+    ratelimit.limiter.exempt(health.blp)
     return app

@@ -7,6 +7,7 @@ from flask import Response, g, request
 
 from jobgate.errors import ServiceUnavailable
 from jobgate.web import Blueprint
+from jobgate_gateway import ratelimit
 from jobgate_gateway.services import services
 
 blp = Blueprint(
@@ -19,6 +20,7 @@ METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
 @blp.route("/<path:subpath>", methods=METHODS)
+@ratelimit.login_limit
 def forward(subpath: str) -> Response:
     svc = services()
     headers = {h: request.headers[h] for h in FORWARDED_REQUEST_HEADERS if h in request.headers}

@@ -7,7 +7,7 @@ higher one so a client polling every few seconds never sees a 429. 429s carry
 
 from __future__ import annotations
 
-from flask import Flask, current_app
+from flask import Flask, current_app, request
 from flask_limiter import Limiter
 
 from jobgate_gateway.auth import rate_limit_key
@@ -30,6 +30,19 @@ create_limit = limiter.shared_limit(
 )
 status_limit = limiter.shared_limit(
     lambda: _settings().rate_limit_status, scope="job-status", methods=["GET"]
+)
+
+
+def _not_a_login() -> bool:
+    return request.path.rstrip("/").rsplit("/", 1)[-1] not in ("login", "refresh")
+
+
+login_limit = limiter.shared_limit(
+    lambda: _settings().rate_limit_login,
+    scope="auth-login",
+    key_func=lambda: f"ip:{request.remote_addr}",
+    exempt_when=_not_a_login,
+    override_defaults=False,
 )
 
 

@@ -57,6 +57,7 @@ class Settings:
     rate_limit_job_create: str = "10/minute"
     rate_limit_status: str = "600/minute"
     rate_limit_default: str = "1200/minute"
+    rate_limit_login: str = "30/minute"  # login and refresh attempts per client address
     rate_limit_enabled: bool = True
     request_timeout: float = 5.0
 

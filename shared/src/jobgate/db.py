@@ -24,6 +24,8 @@ Connection = psycopg2.extensions.connection
 # Errors that mean "the database is unreachable or went away", not "your SQL is wrong".
 OperationalError = psycopg2.OperationalError
 InterfaceError = psycopg2.InterfaceError
+PoolError = psycopg2.pool.PoolError  # every pooled connection is in use
+DataError = psycopg2.DataError  # a value PostgreSQL cannot take (range, encoding)
 
 
 class Database:

@@ -6,8 +6,9 @@ import dataclasses
 from typing import Any
 
 ROLES = ("admin", "user")
-# jobs:read / jobs:write gate the job APIs; containers gates container runs (DESIGN.md).
-KNOWN_SCOPES = ("jobs:read", "jobs:write", "containers")
+# jobs:read / jobs:write gate the job APIs; containers gates container runs (DESIGN.md);
+# admin lets an admin's API key act as admin (a JWT of an admin always does).
+KNOWN_SCOPES = ("jobs:read", "jobs:write", "containers", "admin")
 DEFAULT_USER_SCOPES = ("jobs:read", "jobs:write")
 
 
@@ -22,10 +23,16 @@ class Principal:
 
     @property
     def is_admin(self) -> bool:
-        return self.role == "admin"
+        """An admin's login acts as admin; an admin's API key only if it holds `admin`."""
+        if self.role != "admin":
+            return False
+        return self.auth_method != "api_key" or "admin" in self.scopes
 
     def has_scope(self, scope: str) -> bool:
-        """Admins hold every scope; others only those granted."""
+        """An API key holds exactly its own scopes (so an admin can make a narrow key);
+        a login holds its user's scopes, and an admin's login every scope."""
+        if self.auth_method == "api_key":
+            return scope in self.scopes
         return self.is_admin or scope in self.scopes
 
     @classmethod

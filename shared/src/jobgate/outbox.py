@@ -26,6 +26,9 @@ from jobgate.messages import JobMessage, job_message_properties
 
 log = logging.getLogger(__name__)
 
+# The broker refused this one message (no queue bound, or a nack); it stays in the outbox.
+REFUSED = (pika.exceptions.UnroutableError, pika.exceptions.NackError)
+
 
 def add(
     conn: db.Connection,
@@ -108,14 +111,16 @@ def relay(
                 publisher.publish(
                     row["exchange"], row["routing_key"], row["body"], row["properties"]
                 )
-            except (pika.exceptions.UnroutableError, *CONNECTION_ERRORS) as exc:
+            except (*REFUSED, *CONNECTION_ERRORS) as exc:
                 log.warning("outbox row %s not published yet: %s", row["id"], exc)
                 db.execute(
                     conn,
                     "UPDATE outbox SET attempts = attempts + 1, last_error = %s WHERE id = %s",
                     (str(exc)[:500] or type(exc).__name__, row["id"]),
                 )
-                break
+                if isinstance(exc, REFUSED):
+                    continue  # this row only: the ones after it may well go through
+                break  # the broker is gone: try again next round
             db.execute(conn, "DELETE FROM outbox WHERE id = %s", (row["id"],))
             published += 1
     return published

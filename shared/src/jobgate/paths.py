@@ -63,6 +63,12 @@ def normalize_client_path(raw: object, prefixes: Sequence[str]) -> str:
         raise PathError(raw, "path is empty")
     if "\x00" in raw:
         raise PathError(raw, "path contains a NUL byte")
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PathError(
+            raw.encode("utf-8", "replace").decode(), "path is not valid UTF-8"
+        ) from None
     path = raw.replace("\\", "/")
     if path.startswith("//"):
         raise PathError(raw, "UNC paths are not supported")

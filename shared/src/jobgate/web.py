@@ -18,7 +18,7 @@ from flask import Flask, Response, g, jsonify, request
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import HTTPException
 
-from jobgate.db import OperationalError
+from jobgate.db import DataError, OperationalError, PoolError
 from jobgate.errors import JobgateError, code_for_status
 from jobgate.logs import request_id_var
 
@@ -145,9 +145,16 @@ def init_web(app: Flask) -> None:
         return _http_exception_response(app, exc)
 
     @app.errorhandler(OperationalError)
-    def _database_down(exc: OperationalError) -> Response:
+    @app.errorhandler(PoolError)
+    def _database_down(exc: Exception) -> Response:
         log.error("database unavailable on %s %s: %s", request.method, request.path, exc)
         return error_response(app, 503, "SERVICE_UNAVAILABLE", "Database unavailable")
+
+    @app.errorhandler(DataError)
+    def _bad_value(exc: DataError) -> Response:
+        # A value PostgreSQL cannot store (out of range, bad encoding) is the client's input.
+        log.info("value refused by the database on %s %s: %s", request.method, request.path, exc)
+        return error_response(app, 400, "INVALID_REQUEST", "A value in the request is out of range")
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, jsonify, request
+from flask import Response, jsonify
 from flask.views import MethodView
 
 from jobgate import jobs
@@ -48,7 +48,7 @@ class CacheJobs(MethodView):
     def post(self, body: dict[str, Any]) -> Response:
         """Create a cache job from files and/or directories (relative or client-absolute paths)."""
         principal = require_auth("jobs:write")
-        key = request.headers.get("Idempotency-Key") or None
+        key = job_service.idempotency_key()
         job, created = service.submit_cache_job(services(), principal, body, {}, key)
         return jsonify(views.created_body(job)), 201 if created else 200
 

@@ -27,4 +27,4 @@ class CacheJobListQuerySchema(Schema):
         )
     )
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 500))
-    offset = fields.Integer(load_default=0, validate=validate.Range(0))
+    offset = fields.Integer(load_default=0, validate=validate.Range(0, 2**31 - 1))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, jsonify, request
+from flask import Response, jsonify
 from flask.views import MethodView
 from marshmallow import ValidationError
 
@@ -59,9 +59,7 @@ class Jobs(MethodView):
                 f"Unsupported job kind '{kind}'", details={"supported": sorted(SUBMITTERS)}
             )
         params, options = _split_options(body)
-        key = request.headers.get("Idempotency-Key") or None
-        if key is not None and len(key) > 255:
-            raise InvalidRequest("Idempotency-Key is longer than 255 characters")
+        key = service.idempotency_key()
         job, created = SUBMITTERS[kind](services(), principal, params, options, key)
         return jsonify(job_to_dict(job)), 201 if created else 200
 

@@ -31,11 +31,11 @@ class JobListQuerySchema(Schema):
     created_since = fields.AwareDateTime(default_timezone=None)
     owner = fields.UUID(metadata={"description": "admin only: jobs of this user"})
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 500))
-    offset = fields.Integer(load_default=0, validate=validate.Range(0))
+    offset = fields.Integer(load_default=0, validate=validate.Range(0, 2**31 - 1))
     sort = fields.String(load_default="created_at", validate=validate.OneOf(SORTABLE))
     order = fields.String(load_default="desc", validate=validate.OneOf(["asc", "desc"]))
 
 
 class JobLogsQuerySchema(Schema):
-    after_id = fields.Integer(load_default=0, validate=validate.Range(0))
+    after_id = fields.Integer(load_default=0, validate=validate.Range(0, 2**63 - 1))
     limit = fields.Integer(load_default=500, validate=validate.Range(1, 5000))

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from flask import g
+from flask import g, request
 
 from jobgate import jobs, outbox
 from jobgate.errors import Conflict, InvalidRequest, NotFound
@@ -25,6 +25,16 @@ def parse_job_id(raw: str, *, message: str = "Invalid job ID format") -> str:
         return str(uuid.UUID(raw))
     except ValueError:
         raise InvalidRequest(message, details={"job_id": raw}) from None
+
+
+def idempotency_key() -> str | None:
+    """The request's Idempotency-Key header: printable ASCII, at most 255 characters."""
+    key = request.headers.get("Idempotency-Key", "")
+    if not key:
+        return None
+    if len(key) > 255 or not key.isascii() or not key.isprintable():
+        raise InvalidRequest("Idempotency-Key must be 1-255 printable ASCII characters")
+    return key
 
 
 def submit_job(
