@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from typing import Any
 
 import jwt
@@ -24,6 +25,7 @@ from jobgate.identity import Principal
 log = logging.getLogger(__name__)
 
 NEGATIVE_CACHE_TTL = 5.0
+JWKS_REFRESH_MIN_S = 10.0
 
 
 class Authenticator:
@@ -43,14 +45,31 @@ class Authenticator:
         )
         self._invalid: TTLCache[str, bool] = TTLCache(maxsize=10_000, ttl=NEGATIVE_CACHE_TTL)
         self._lock = threading.Lock()
+        self._last_jwks_refresh = 0.0
 
-    def from_jwt(self, token: str) -> Principal:
+    def _signing_key(self, token: str) -> Any:
+        """The JWKS key for the token's `kid`. An unknown kid refetches the JWKS (keys may
+        have rotated), but at most every JWKS_REFRESH_MIN_S: forged kids cannot make the
+        gateway hammer auth-service."""
         try:
-            key = self.jwks.get_signing_key_from_jwt(token)
+            kid = jwt.get_unverified_header(token).get("kid")
+            keys = {k.key_id: k for k in self.jwks.get_signing_keys()}
+            if kid not in keys:
+                with self._lock:
+                    if time.monotonic() - self._last_jwks_refresh < JWKS_REFRESH_MIN_S:
+                        raise Unauthorized("Invalid token")
+                    self._last_jwks_refresh = time.monotonic()
+                keys = {k.key_id: k for k in self.jwks.get_signing_keys(refresh=True)}
         except jwt.PyJWKClientConnectionError as exc:
             raise ServiceUnavailable("Authentication service unavailable") from exc
         except jwt.PyJWTError as exc:
             raise Unauthorized("Invalid token") from exc
+        if kid not in keys:
+            raise Unauthorized("Invalid token")
+        return keys[kid]
+
+    def from_jwt(self, token: str) -> Principal:
+        key = self._signing_key(token)
         try:
             claims = jwt.decode(
                 token,
