@@ -15,6 +15,7 @@ from jobgate_gateway.timefmt import iso_ms
 
 blp = Blueprint("health", __name__, description="Health, readiness, info and metrics")
 VERSION = "0.1.0"
+PUBLIC = blp.doc(security=[])  # no credentials needed (OpenAPI)
 
 
 def _dependencies() -> tuple[dict[str, str], bool, str]:
@@ -29,6 +30,7 @@ def _dependencies() -> tuple[dict[str, str], bool, str]:
 
 
 @blp.route("/health")
+@PUBLIC
 def health() -> Response:
     """Overall health: 200 when the database and the broker answer, else 503."""
     deps, healthy, now = _dependencies()
@@ -43,6 +45,7 @@ def health() -> Response:
 
 
 @blp.route("/api/v1/health")
+@PUBLIC
 def api_health() -> Response:
     """Seed 000's health check, plus the broker's state."""
     deps, healthy, now = _dependencies()
@@ -57,6 +60,7 @@ def api_health() -> Response:
 
 
 @blp.route("/ready")
+@PUBLIC
 def ready() -> Response:
     """Readiness for load balancers and Kubernetes: dependencies reachable."""
     deps, ok, _ = _dependencies()
@@ -64,6 +68,7 @@ def ready() -> Response:
 
 
 @blp.route("/info")
+@PUBLIC
 def info() -> Response:
     return jsonify(
         {
@@ -78,6 +83,7 @@ def info() -> Response:
 
 
 @blp.route("/metrics")
+@PUBLIC
 def prometheus_metrics() -> Response:
     body, content_type = metrics.render()
     return Response(body, content_type=content_type)
