@@ -66,16 +66,7 @@ def create_user(
     """Insert a user; a taken username is a Conflict (checked by the unique index, race-free)."""
     _check_role(role)
     granted = normalize_scopes(default_scopes(role) if scopes is None else scopes)
-    row = fetch_one(
-        conn,
-        f"""
-        INSERT INTO users (username, password_hash, role, scopes)
-        VALUES (%s, %s, %s, %s)
-        ON CONFLICT (username) DO NOTHING
-        RETURNING {_COLUMNS}
-        """,
-        (username, passwords.hash_password(password), role, granted),
-    )
+    row = _insert(conn, username, passwords.hash_password(password), role, granted)
     if row is None:
         raise Conflict("Username already exists", details={"username": username})
     return row
@@ -193,7 +184,19 @@ def ensure_user(
     password_hash = (
         passwords.hash_password(password) if password else passwords.unusable_password_hash()
     )
-    row = fetch_one(
+    row = _insert(conn, username, password_hash, role, list(scopes))
+    if row is not None:
+        return row, True
+    existing = fetch_one(conn, f"SELECT {_COLUMNS} FROM users WHERE username = %s", (username,))
+    assert existing is not None
+    return existing, False
+
+
+def _insert(
+    conn: Connection, username: str, password_hash: str, role: str, scopes: list[str]
+) -> Row | None:
+    """Insert a user row; None when the username is taken (the unique index decides)."""
+    return fetch_one(
         conn,
         f"""
         INSERT INTO users (username, password_hash, role, scopes)
@@ -201,10 +204,5 @@ def ensure_user(
         ON CONFLICT (username) DO NOTHING
         RETURNING {_COLUMNS}
         """,
-        (username, password_hash, role, list(scopes)),
+        (username, password_hash, role, scopes),
     )
-    if row is not None:
-        return row, True
-    existing = fetch_one(conn, f"SELECT {_COLUMNS} FROM users WHERE username = %s", (username,))
-    assert existing is not None
-    return existing, False
