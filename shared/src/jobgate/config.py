@@ -74,6 +74,13 @@ class Settings:
     outbox_relay_seconds: float = 2.0
     stale_requeue_seconds: float = 3600.0
 
+    # files and conversions
+    storage_dir: str = "var/storage"
+    max_file_size: int = 100  # MB per upload (seed 001)
+    allowed_extensions: tuple[str, ...] = ("mp4", "avi", "mov")
+    convert_default_bitrate: str = "192k"
+    convert_progress_interval_ms: int = 1000
+
     # cache jobs
     cache_root: str = "var/filespace"
     cache_client_prefixes: tuple[str, ...] = DEFAULT_CLIENT_PREFIXES

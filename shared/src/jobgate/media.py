@@ -1,0 +1,74 @@
+"""ffmpeg: where it is, and what a media file holds (duration, audio, video).
+
+The `imageio-ffmpeg` wheel ships an ffmpeg built with libmp3lame, so no system package is
+needed; `FFMPEG_BINARY` may point at another. The wheel has no ffprobe, so probing reads
+ffmpeg's own description of its input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import subprocess
+
+_DURATION_RE = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
+_STREAM_RE = re.compile(r"Stream #\d+:\d+.*?: (Audio|Video): (\w+)")
+PROBE_TIMEOUT_S = 30
+
+
+class NotMedia(ValueError):
+    """ffmpeg cannot read the file as audio or video."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MediaInfo:
+    duration_s: float | None
+    audio_codec: str | None
+    video_codec: str | None
+    format_name: str
+
+    @property
+    def has_audio(self) -> bool:
+        return self.audio_codec is not None
+
+    def to_dict(self) -> dict[str, object]:
+        return {**dataclasses.asdict(self), "has_audio": self.has_audio}
+
+
+def ffmpeg_binary() -> str:
+    configured = os.environ.get("FFMPEG_BINARY")
+    if configured:
+        return configured
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def probe(path: str | os.PathLike[str]) -> MediaInfo:
+    """Describe a media file; NotMedia if ffmpeg finds no audio or video stream in it."""
+    result = subprocess.run(
+        [ffmpeg_binary(), "-hide_banner", "-nostdin", "-i", os.fspath(path)],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=PROBE_TIMEOUT_S,
+    )
+    text = result.stderr
+    streams = _STREAM_RE.findall(text)
+    audio = next((codec for kind, codec in streams if kind == "Audio"), None)
+    video = next((codec for kind, codec in streams if kind == "Video"), None)
+    if not streams:
+        raise NotMedia(_last_line(text) or "no audio or video stream")
+    match = _DURATION_RE.search(text)
+    duration = None
+    if match:
+        h, m, s = match.groups()
+        duration = int(h) * 3600 + int(m) * 60 + float(s)
+    fmt = re.search(r"Input #0, ([^,]+)", text)
+    return MediaInfo(duration, audio, video, fmt.group(1) if fmt else "unknown")
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""

@@ -1,0 +1,2 @@
+ALTER TABLE jobs DROP COLUMN IF EXISTS progress_pct;
+DROP TABLE IF EXISTS files;
