@@ -58,7 +58,7 @@ def amqp_url() -> Iterator[str]:
     _rabbitmqctl("delete_vhost", vhost)
 
 
-TABLES = "workers, outbox, job_logs, job_items, jobs, api_keys, refresh_tokens, users"
+TABLES = "files, workers, outbox, job_logs, job_items, jobs, api_keys, refresh_tokens, users"
 
 
 @pytest.fixture
@@ -80,5 +80,6 @@ def settings(database_url: str, tmp_path) -> Settings:
         database_url=database_url,
         jwt_private_key_file=str(tmp_path / "keys" / "jwt-private.pem"),
         cache_root=str(tmp_path / "filespace"),
+        storage_dir=str(tmp_path / "storage"),
         log_format="text",
     )

@@ -248,6 +248,7 @@ def update_progress(
     bytes_done: int | None = None,
     current_item: str | None = None,
     throughput_bps: float | None = None,
+    progress_pct: float | None = None,
 ) -> bool:
     """Write progress counters; False if this worker no longer holds the job."""
     return (
@@ -257,6 +258,7 @@ def update_progress(
             UPDATE jobs SET items_done = coalesce(%(done)s, items_done),
                    items_failed = coalesce(%(failed)s, items_failed),
                    bytes_done = coalesce(%(bytes)s, bytes_done),
+                   progress_pct = coalesce(%(pct)s, progress_pct),
                    current_item = %(item)s,
                    throughput_bps = %(tput)s,
                    throughput_at = CASE WHEN %(tput)s::float8 IS NULL
@@ -272,6 +274,7 @@ def update_progress(
                 "bytes": bytes_done,
                 "item": current_item,
                 "tput": throughput_bps,
+                "pct": progress_pct,
             },
         )
         == 1
