@@ -9,9 +9,12 @@ from jobgate.config import Settings
 from jobgate.web import Api, init_web, register_error_formatter
 from jobgate_gateway import auth, auth_proxy, health, ratelimit
 from jobgate_gateway.cache import resources as cache_resources
+from jobgate_gateway.convert import resources as convert_resources
+from jobgate_gateway.files import resources as file_resources
 from jobgate_gateway.jobs import resources as job_resources
 from jobgate_gateway.metrics import init_metrics
 from jobgate_gateway.services import Services
+from jobgate_gateway.uploads import init_uploads
 
 MAX_JSON_BODY = 16 * 1024 * 1024
 
@@ -41,6 +44,7 @@ def create_app(config: Settings | None = None, *, services: Services | None = No
     app.extensions["jobgate"] = services or Services.create(settings)
 
     init_web(app)
+    init_uploads(app)
     init_metrics(app)
     app.before_request(auth.resolve_principal)  # before the rate limiter: limits count per key
     ratelimit.init_rate_limits(app)
@@ -55,7 +59,15 @@ def create_app(config: Settings | None = None, *, services: Services | None = No
     )
     api.spec.options["security"] = [{"ApiKey": []}, {"Bearer": []}]
     app.add_url_rule("/docs/static/<path:filename>", "swagger_ui_static", swagger_ui_static)
-    for blp in (health.blp, auth_proxy.blp, job_resources.blp, cache_resources.blp):
+    blueprints = (
+        health.blp,
+        auth_proxy.blp,
+        job_resources.blp,
+        cache_resources.blp,
+        file_resources.blp,
+        convert_resources.blp,
+    )
+    for blp in blueprints:
         api.register_blueprint(blp)
     ratelimit.limiter.exempt(health.blp)
     return app

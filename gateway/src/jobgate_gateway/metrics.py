@@ -18,6 +18,8 @@ from prometheus_client import (
 REQUESTS = Counter("jobgate_http_requests_total", "HTTP requests", ["method", "endpoint", "status"])
 LATENCY = Histogram("jobgate_http_request_seconds", "HTTP request latency", ["method", "endpoint"])
 JOBS_CREATED = Counter("jobgate_jobs_created_total", "Jobs accepted", ["kind"])
+UPLOADS = Counter("jobgate_uploads_total", "Files uploaded")
+UPLOAD_BYTES = Counter("jobgate_upload_bytes_total", "Bytes uploaded")
 
 
 def init_metrics(app: Flask) -> None:

@@ -11,6 +11,7 @@ from jobgate import outbox
 from jobgate.broker import CONTROL_EXCHANGE, Publisher
 from jobgate.config import Settings
 from jobgate.db import Database
+from jobgate.storage import DirectoryStorage
 from jobgate_gateway.auth import Authenticator
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ class Services:
     db: Database
     publisher: Publisher
     authenticator: Authenticator
+    storage: DirectoryStorage
 
     @classmethod
     def create(cls, settings: Settings) -> Services:
@@ -35,6 +37,7 @@ class Services:
                 settings.amqp_url, app_id=APP_ID, queue_type=settings.job_queue_type
             ),
             authenticator=Authenticator(settings),
+            storage=DirectoryStorage(settings.storage_dir),
         )
 
     def publish_after_commit(self, outbox_ids: list[int]) -> None:

@@ -28,6 +28,7 @@ class PendingObject:
         self.path = path
         self.max_bytes = max_bytes
         self.size = 0
+        self.committed = False
         self._hash = hashlib.sha256()
         self._file: BinaryIO = open(path, "wb")  # noqa: SIM115 - closed by close()/discard()
 
@@ -47,6 +48,9 @@ class PendingObject:
 
     def read(self, *args: int) -> bytes:
         return self._file.read(*args)
+
+    def readline(self, *args: int) -> bytes:
+        return self._file.readline(*args)
 
     def flush(self) -> None:
         self._file.flush()
@@ -101,11 +105,14 @@ class DirectoryStorage:
         pending.close()
         key, target = self._new_key()
         os.replace(pending.path, target)
+        pending.committed = True
         return key
 
     def discard(self, pending: PendingObject) -> None:
+        """Drop an uncommitted write (a no-op once committed)."""
         pending.close()
-        pending.path.unlink(missing_ok=True)
+        if not pending.committed:
+            pending.path.unlink(missing_ok=True)
 
     def put_file(self, path: str | os.PathLike[str]) -> tuple[str, int, str]:
         """Move a finished local file (e.g. ffmpeg's output) in; returns (key, size, sha256)."""

@@ -8,12 +8,14 @@ from flask import Response, jsonify
 from flask.views import MethodView
 from marshmallow import ValidationError
 
-from jobgate import jobs
-from jobgate.errors import Forbidden, InvalidRequest
+from jobgate import files, jobs
+from jobgate.errors import Forbidden, InvalidRequest, NotFound
 from jobgate.web import Blueprint
 from jobgate_gateway import ratelimit
 from jobgate_gateway.auth import authenticate_blueprint, owner_filter, require_auth
 from jobgate_gateway.cache import service as cache_service
+from jobgate_gateway.convert import service as convert_service
+from jobgate_gateway.files.views import file_to_dict, send_stored_file
 from jobgate_gateway.jobs import service
 from jobgate_gateway.jobs.schemas import (
     JobCreateSchema,
@@ -29,7 +31,10 @@ blp = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs", description="Jobs o
 blp.before_request(authenticate_blueprint)
 
 # kind -> function(services, principal, params, options, idempotency_key) -> (job, created)
-SUBMITTERS = {"cache": cache_service.submit_from_params}
+SUBMITTERS = {
+    "cache": cache_service.submit_from_params,
+    "convert": convert_service.submit_from_params,
+}
 
 
 def _split_options(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -153,3 +158,34 @@ def logs(query: dict[str, Any], job_id: str) -> Response:
             "logs": [{**r, "ts": iso_ms(r["ts"])} for r in rows],
         }
     )
+
+
+def _outputs(job_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    principal = require_auth("jobs:read")
+    svc = services()
+    job = service.find_job(svc, principal, job_id)
+    with svc.db.transaction() as conn:
+        return job, files.outputs_of(conn, job_id=str(job["id"]))
+
+
+@blp.route("/<job_id>/output")
+@ratelimit.status_limit
+def outputs(job_id: str) -> Response:
+    """The files a job produced (a conversion's MP3), with their download URLs."""
+    job, rows = _outputs(job_id)
+    listed = [
+        {**file_to_dict(r), "download_url": f"/api/v1/jobs/{job['id']}/output/{r['filename']}"}
+        for r in rows
+    ]
+    return jsonify({"job_id": str(job["id"]), "status": job["status"], "files": listed})
+
+
+@blp.route("/<job_id>/output/<path:name>")
+@ratelimit.status_limit
+def output_file(job_id: str, name: str) -> Response:
+    """One output file by name (Range and ETag supported)."""
+    _, rows = _outputs(job_id)
+    for row in reversed(rows):
+        if row["filename"] == name:
+            return send_stored_file(services(), row)
+    raise NotFound("Output file not found")

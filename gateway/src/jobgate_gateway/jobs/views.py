@@ -19,14 +19,15 @@ def percent(done: int, total: int, *, finished: bool) -> int:
 
 
 def progress(job: dict[str, Any]) -> dict[str, Any]:
+    """Whole percentages: of items, of bytes, and overall (seed 000: their average). Kinds
+    without items (a conversion) report their own percentage instead."""
     finished = job["status"] == "completed"
     files_pct = percent(job["items_done"], job["items_total"], finished=finished)
     size_pct = percent(job["bytes_done"], job["bytes_total"], finished=finished)
-    return {
-        "files_pct": files_pct,
-        "size_pct": size_pct,
-        "overall_pct": round((files_pct + size_pct) / 2),
-    }
+    overall = round((files_pct + size_pct) / 2)
+    if job["items_total"] == 0 and job.get("progress_pct") is not None and not finished:
+        overall = min(100, int(job["progress_pct"]))
+    return {"files_pct": files_pct, "size_pct": size_pct, "overall_pct": overall}
 
 
 def fresh_throughput(job: dict[str, Any], now: dt.datetime | None = None) -> dict[str, Any] | None:

@@ -1,0 +1,106 @@
+"""Seed 001's routes at the root: POST /upload, GET /status/{job_id}, GET /download/{job_id}.
+
+Their bodies and status words are the seed's (`queued` for a job waiting to run); errors
+use the canonical error format, which the seed leaves open.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, jsonify, request
+
+from jobgate import files
+from jobgate.errors import Conflict, InvalidRequest, NotFound
+from jobgate.web import Blueprint
+from jobgate_gateway import ratelimit
+from jobgate_gateway.auth import authenticate_blueprint, require_auth
+from jobgate_gateway.convert.service import BITRATES, submit_conversion
+from jobgate_gateway.files.views import send_stored_file
+from jobgate_gateway.jobs import service as job_service
+from jobgate_gateway.jobs.views import progress
+from jobgate_gateway.services import services
+from jobgate_gateway.timefmt import iso_ms
+from jobgate_gateway.uploads import receive_upload
+
+blp = Blueprint("convert", __name__, description="MP4 to MP3 conversion (seed 001)")
+blp.before_request(authenticate_blueprint)
+
+SEED_STATUS = {"pending": "queued", "retrying": "queued"}
+
+
+def seed_status(status: str) -> str:
+    return SEED_STATUS.get(status, status)
+
+
+@blp.route("/upload", methods=["POST"])
+@ratelimit.create_limit
+def upload() -> Response:
+    """Upload a video (multipart field `file`, optional `bitrate`) and queue its conversion."""
+    principal = require_auth("jobs:write")
+    svc = services()
+    row = receive_upload(svc, principal)
+    bitrate = request.form.get("bitrate") or request.args.get("bitrate")
+    if bitrate is not None and bitrate not in BITRATES:
+        raise InvalidRequest(
+            f"Unsupported bitrate '{bitrate}'", details={"allowed": list(BITRATES)}
+        )
+    job, _ = submit_conversion(
+        svc,
+        principal,
+        row,
+        bitrate=bitrate,
+        options={},
+        idempotency_key=job_service.idempotency_key(),
+    )
+    body = {
+        "message": "File uploaded successfully",
+        "job_id": str(job["id"]),
+        "filename": row["filename"],
+        "status": seed_status(job["status"]),
+        "file_id": str(row["id"]),
+    }
+    return jsonify(body), 201
+
+
+@blp.route("/status/<job_id>")
+@ratelimit.status_limit
+def status(job_id: str) -> Response:
+    """Status and progress (0-100) of a conversion."""
+    principal = require_auth("jobs:read")
+    job = job_service.find_job(services(), principal, job_id, kind="convert")
+    return jsonify(status_body(job))
+
+
+def status_body(job: dict[str, Any]) -> dict[str, Any]:
+    done = job["status"] == "completed"
+    params = job["params"]
+    return {
+        "job_id": str(job["id"]),
+        "status": seed_status(job["status"]),
+        "progress": progress(job)["overall_pct"],
+        "filename": params["output_name"] if done else params.get("input_name"),
+        "created_at": iso_ms(job["created_at"]),
+        "started_at": iso_ms(job["started_at"]),
+        "completed_at": iso_ms(job["completed_at"]),
+        "error": job["error"],
+    }
+
+
+@blp.route("/download/<job_id>")
+@ratelimit.status_limit
+def download(job_id: str) -> Response:
+    """The MP3 of a completed conversion (Range and ETag supported)."""
+    principal = require_auth("jobs:read")
+    svc = services()
+    job = job_service.find_job(svc, principal, job_id, kind="convert")
+    if job["status"] != "completed":
+        raise Conflict(
+            f"Conversion is not completed (status: {seed_status(job['status'])})",
+            details={"status": seed_status(job["status"])},
+        )
+    with svc.db.transaction() as conn:
+        outputs = files.outputs_of(conn, job_id=str(job["id"]))
+    if not outputs:
+        raise NotFound("Converted file not found")
+    return send_stored_file(svc, outputs[-1])

@@ -1,0 +1,1 @@
+"""Files: uploads (inputs of jobs) and job outputs — /api/v1/files."""

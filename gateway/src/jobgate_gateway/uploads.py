@@ -1,0 +1,132 @@
+"""Receiving uploads: the multipart body streams straight into storage, never into memory.
+
+werkzeug's multipart parser asks the request for a stream per file part; ours is a
+storage PendingObject that hashes and counts as it writes and stops at MAX_FILE_SIZE. The
+extension is checked before a byte of the file is read, the whole body is refused with
+413 up front when its Content-Length is already too large, and a part left uncommitted
+(a refused or interrupted upload) is removed when the request ends.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+from typing import Any
+
+from flask import Flask, Request, g, request
+
+from jobgate import files, media
+from jobgate.errors import InvalidRequest, PayloadTooLarge
+from jobgate.identity import Principal
+from jobgate.storage import PendingObject, TooLarge
+from jobgate_gateway.metrics import UPLOAD_BYTES, UPLOADS
+from jobgate_gateway.services import Services
+
+MULTIPART_OVERHEAD = 64 * 1024  # part headers and boundaries around the file itself
+
+
+class _RefusedExtension(InvalidRequest):
+    pass
+
+
+class UploadRequest(Request):
+    """A Flask request whose file parts go to Jobgate storage (when a route asked for it)."""
+
+    def _get_file_stream(
+        self,
+        total_content_length: int | None,
+        content_type: str | None,
+        filename: str | None = None,
+        content_length: int | None = None,
+    ) -> Any:
+        svc: Services | None = getattr(self, "jobgate_upload_to", None)
+        if svc is None:
+            return super()._get_file_stream(
+                total_content_length, content_type, filename, content_length
+            )
+        check_extension(svc, filename or "")
+        pending = svc.storage.begin(max_bytes=max_file_bytes(svc))
+        self.jobgate_pending.append(pending)
+        return pending
+
+
+def max_file_bytes(svc: Services) -> int:
+    return svc.settings.max_file_size * 1024 * 1024
+
+
+def check_extension(svc: Services, filename: str) -> None:
+    ext = os.path.splitext(filename)[1].lower().lstrip(".")
+    allowed = [e.lower().lstrip(".") for e in svc.settings.allowed_extensions]
+    if ext not in allowed:
+        raise _RefusedExtension(
+            f"File type '.{ext}' is not allowed; allowed: {', '.join(allowed)}"
+            if ext
+            else f"File name has no extension; allowed: {', '.join(allowed)}",
+            details={"filename": filename, "allowed_extensions": allowed},
+        )
+
+
+def init_uploads(app: Flask) -> None:
+    app.request_class = UploadRequest
+
+    @app.teardown_request
+    def _discard_uncommitted(_exc: BaseException | None) -> None:
+        for pending in getattr(request, "jobgate_pending", ()):
+            app.extensions["jobgate"].storage.discard(pending)
+
+
+def receive_upload(svc: Services, principal: Principal, *, field: str = "file") -> dict[str, Any]:
+    """Store the request's file part `field`, probe it with ffmpeg, and record it."""
+    limit = max_file_bytes(svc)
+    if request.content_length is not None and request.content_length > limit + MULTIPART_OVERHEAD:
+        raise _too_large(svc)
+    if not (request.mimetype or "").startswith("multipart/form-data"):
+        raise InvalidRequest("Send the file as multipart/form-data in the field 'file'")
+    request.jobgate_upload_to = svc
+    request.jobgate_pending = []
+    request.max_content_length = limit + MULTIPART_OVERHEAD
+    try:
+        upload = request.files.get(field)
+    except TooLarge:
+        raise _too_large(svc) from None
+    if upload is None or not upload.filename:
+        raise InvalidRequest(f"No file in the multipart field '{field}'")
+    pending: PendingObject = upload.stream
+    if pending.size == 0:
+        raise InvalidRequest("File is empty")
+    pending.flush()
+    try:
+        info = media.probe(pending.path)
+    except media.NotMedia as exc:
+        raise InvalidRequest(
+            f"'{upload.filename}' is not a readable video or audio file",
+            details={"ffmpeg": str(exc)},
+        ) from None
+    key = svc.storage.commit(pending)
+    filename = os.path.basename(upload.filename.replace("\\", "/"))
+    content_type = (
+        mimetypes.guess_type(filename)[0] or upload.mimetype or "application/octet-stream"
+    )
+    with svc.db.transaction() as conn:
+        row = files.create_file(
+            conn,
+            owner_id=principal.user_id,
+            role="upload",
+            filename=filename,
+            content_type=content_type,
+            size=pending.size,
+            sha256=pending.sha256,
+            storage_key=key,
+            media=info.to_dict(),
+        )
+    UPLOADS.inc()
+    UPLOAD_BYTES.inc(pending.size)
+    g.jobgate_upload = row
+    return row
+
+
+def _too_large(svc: Services) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"File is larger than the {svc.settings.max_file_size} MB limit",
+        details={"max_file_size_mb": svc.settings.max_file_size},
+    )

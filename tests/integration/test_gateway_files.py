@@ -1,0 +1,203 @@
+"""Uploads through the gateway: streamed to storage, checked, probed; downloads with Range
+and ETag; seed 001's upload/status/download routes. Real auth-service, PostgreSQL, ffmpeg."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+
+import pytest
+
+from jobgate_gateway import create_app
+from tests.integration.conftest import ADMIN_PASSWORD, DEMO_KEY
+from tests.media import make_video
+
+DEMO = {"X-API-Key": DEMO_KEY}
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    return make_video(tmp_path_factory.mktemp("media") / "clip.mp4", seconds=2)
+
+
+@pytest.fixture
+def gateway_settings(settings, amqp_url, auth_server):
+    return settings.replace(amqp_url=amqp_url, auth_service_url=auth_server, max_file_size=1)
+
+
+@pytest.fixture
+def app(gateway_settings):
+    app = create_app(gateway_settings)
+    yield app
+    app.extensions["jobgate"].publisher.close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def leftovers(app) -> list[str]:
+    return os.listdir(app.extensions["jobgate"].storage.tmp)
+
+
+def upload(client, name: str, data: bytes, url: str = "/api/v1/files", headers=None):
+    return client.post(
+        url,
+        data={"file": (io.BytesIO(data), name)},
+        content_type="multipart/form-data",
+        headers=DEMO if headers is None else headers,
+    )
+
+
+def test_upload_records_size_hash_type_and_media(client, app, video):
+    data = video.read_bytes()
+    r = upload(client, "clip.mp4", data)
+    assert r.status_code == 201, r.json
+    body = r.json
+    assert body["size"] == len(data) and body["sha256"] == hashlib.sha256(data).hexdigest()
+    assert body["content_type"] == "video/mp4" and body["filename"] == "clip.mp4"
+    assert body["media"]["has_audio"] is True and abs(body["media"]["duration_s"] - 2.0) < 0.1
+    assert client.get(f"/api/v1/files/{body['id']}", headers=DEMO).json["sha256"] == body["sha256"]
+    assert leftovers(app) == []
+
+
+def test_download_supports_range_etag_and_disposition(client, video):
+    data = video.read_bytes()
+    file_id = upload(client, "clip.mp4", data).json["id"]
+    url = f"/api/v1/files/{file_id}/content"
+    full = client.get(url, headers=DEMO)
+    assert full.status_code == 200 and full.data == data
+    assert "attachment; filename=clip.mp4" in full.headers["Content-Disposition"]
+    part = client.get(url, headers={**DEMO, "Range": "bytes=100-199"})
+    assert part.status_code == 206 and part.data == data[100:200]
+    assert part.headers["Content-Range"] == f"bytes 100-199/{len(data)}"
+    etag = full.headers["ETag"]
+    assert client.get(url, headers={**DEMO, "If-None-Match": etag}).status_code == 304
+
+
+def test_oversize_upload_is_413_json_before_reading(client, app):
+    r = upload(client, "big.mp4", b"\0" * (2 * 1024 * 1024))
+    assert r.status_code == 413 and r.json["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert leftovers(app) == []
+
+
+def test_oversize_upload_without_length_is_413_while_counting(client, app):
+    boundary = "XyZ"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.mp4"\r\n'
+            "Content-Type: video/mp4\r\n\r\n"
+        ).encode()
+        + b"\0" * (2 * 1024 * 1024)
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+
+    # No Content-Length: the body is counted as it streams (gunicorn marks such input
+    # terminated, as it does for chunked requests).
+    r = client.post(
+        "/api/v1/files",
+        input_stream=io.BytesIO(body),
+        headers={**DEMO, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+        environ_overrides={"wsgi.input_terminated": True, "CONTENT_LENGTH": ""},
+    )
+    assert r.status_code == 413, r.data
+    assert r.json["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert leftovers(app) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("notes.txt", b"hello", "not allowed"),
+        ("noext", b"hello", "no extension"),
+        ("fake.mp4", b"this is a text file, renamed" * 10, "not a readable video"),
+        ("empty.mp4", b"", "empty"),
+    ],
+)
+def test_bad_uploads_are_400_and_leave_nothing(client, app, name, data, message):
+    r = upload(client, name, data)
+    assert r.status_code == 400, r.json
+    assert message in r.json["error"]["message"]
+    assert leftovers(app) == []
+
+
+def test_upload_needs_credentials_and_multipart(client, video):
+    assert upload(client, "clip.mp4", b"x", headers={}).status_code == 401
+    assert upload(client, "clip.mp4", b"x", url="/upload", headers={}).status_code == 401
+    r = client.post("/api/v1/files", json={"file": "x"}, headers=DEMO)
+    assert r.status_code == 400 and "multipart" in r.json["error"]["message"]
+
+
+def test_other_users_files_are_404(client, video):
+    file_id = upload(client, "clip.mp4", video.read_bytes()).json["id"]
+    admin = {
+        "Authorization": "Bearer "
+        + client.post(
+            "/api/v1/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}
+        ).json["access_token"]
+    }
+    client.post(
+        "/api/v1/auth/users", json={"username": "mallory", "password": "password-m"}, headers=admin
+    )
+    token = client.post(
+        "/api/v1/auth/login", json={"username": "mallory", "password": "password-m"}
+    ).json
+    mallory = {"Authorization": f"Bearer {token['access_token']}"}
+    assert client.get(f"/api/v1/files/{file_id}", headers=mallory).status_code == 404
+    assert client.get(f"/api/v1/files/{file_id}/content", headers=mallory).status_code == 404
+    r = client.post(
+        "/api/v1/jobs", json={"kind": "convert", "input_file": file_id}, headers=mallory
+    )
+    assert r.status_code == 400 and "not one of your uploads" in r.json["error"]["message"]
+
+
+def test_seed_upload_status_and_early_download(client, video):
+    r = upload(client, "clip.mp4", video.read_bytes(), url="/upload")
+    assert r.status_code == 201, r.json
+    assert r.json["message"] == "File uploaded successfully" and r.json["status"] == "queued"
+    assert r.json["filename"] == "clip.mp4"
+    job_id = r.json["job_id"]
+    status = client.get(f"/status/{job_id}", headers=DEMO).json
+    assert status["job_id"] == job_id and status["status"] == "queued" and status["progress"] == 0
+    assert status["filename"] == "clip.mp4" and status["completed_at"] is None
+    r = client.get(f"/download/{job_id}", headers=DEMO)
+    assert r.status_code == 409 and r.json["error"]["code"] == "CONFLICT"
+    job = client.get(f"/api/v1/jobs/{job_id}", headers=DEMO).json
+    assert job["kind"] == "convert" and job["params"]["output_name"] == "clip.mp3"
+    assert job["params"]["bitrate"] == "192k"
+
+
+def test_canonical_convert_job_validates_its_input(client, video):
+    file_id = upload(client, "clip.mp4", video.read_bytes()).json["id"]
+    r = client.post(
+        "/api/v1/jobs",
+        json={"kind": "convert", "input_file": file_id, "bitrate": "128k"},
+        headers=DEMO,
+    )
+    assert r.status_code == 201 and r.json["params"]["bitrate"] == "128k"
+    r = client.post(
+        "/api/v1/jobs",
+        json={"kind": "convert", "input_file": file_id, "bitrate": "7k"},
+        headers=DEMO,
+    )
+    assert r.status_code == 400
+    r = client.post("/api/v1/jobs", json={"kind": "convert", "input_file": "nope"}, headers=DEMO)
+    assert r.status_code == 400
+
+
+def test_health_reports_auth_and_converter(client):
+    body = client.get("/health").json
+    assert body["services"]["auth"] == "connected" and body["services"]["database"] == "connected"
+    assert body["services"]["converter"] == "disconnected"  # no convert worker runs here
+    assert body["status"] == "degraded"
+    detail = client.get("/health/services").json["services"]
+    assert detail["rabbitmq"]["status"] == "connected" and detail["converter"]["count"] == 0
+
+
+def test_upload_stats(client, video):
+    upload(client, "clip.mp4", video.read_bytes(), url="/upload")
+    stats = client.get("/stats/uploads", headers=DEMO).json["uploads"]
+    assert stats["count"] == 1 and stats["bytes"] == video.stat().st_size
+    assert stats["by_status"] == {"pending": 1}
