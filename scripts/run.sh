@@ -16,6 +16,7 @@ BOOTSTRAP_ADMIN_PASSWORD=$password
 BOOTSTRAP_API_KEY=demo-api-key-2024
 RATE_LIMIT_STORAGE_URI=redis://127.0.0.1:6379/0
 CACHE_ROOT=$PWD/var/filespace
+STORAGE_DIR=$PWD/var/storage
 LOG_FORMAT=text
 ENV
   chmod 600 var/dev.env

@@ -159,5 +159,5 @@ def info() -> Response:
 @blp.route("/metrics")
 @PUBLIC
 def prometheus_metrics() -> Response:
-    body, content_type = metrics.render()
+    body, content_type = metrics.render(services().db)
     return Response(body, content_type=content_type)

@@ -14,6 +14,9 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import GaugeMetricFamily
+
+from jobgate.db import Database, fetch_all
 
 REQUESTS = Counter("jobgate_http_requests_total", "HTTP requests", ["method", "endpoint", "status"])
 LATENCY = Histogram("jobgate_http_request_seconds", "HTTP request latency", ["method", "endpoint"])
@@ -36,9 +39,49 @@ def init_metrics(app: Flask) -> None:
         return response
 
 
-def render() -> tuple[bytes, str]:
+class JobsCollector:
+    """Job counts by kind and status, and run times of finished jobs, read from PostgreSQL
+    at scrape time: the truth for every gateway process and worker at once."""
+
+    def __init__(self, database: Database) -> None:
+        self.db = database
+
+    def collect(self):
+        jobs = GaugeMetricFamily(
+            "jobgate_jobs", "Jobs by kind and status", labels=["kind", "status"]
+        )
+        seconds = GaugeMetricFamily(
+            "jobgate_job_run_seconds_total",
+            "Summed run time (started to completed) of completed jobs",
+            labels=["kind"],
+        )
+        done = GaugeMetricFamily("jobgate_jobs_completed", "Completed jobs", labels=["kind"])
+        try:
+            with self.db.transaction() as conn:
+                for row in fetch_all(
+                    conn, "SELECT kind, status, count(*) AS n FROM jobs GROUP BY 1, 2"
+                ):
+                    jobs.add_metric([row["kind"], row["status"]], row["n"])
+                for row in fetch_all(
+                    conn,
+                    "SELECT kind, count(*) AS n, coalesce(sum(extract(epoch FROM completed_at"
+                    " - started_at)), 0) AS s FROM jobs WHERE status = 'completed' GROUP BY 1",
+                ):
+                    seconds.add_metric([row["kind"]], float(row["s"]))
+                    done.add_metric([row["kind"]], row["n"])
+        except Exception:  # noqa: BLE001 - a scrape must answer even without the database
+            return
+        yield jobs
+        yield seconds
+        yield done
+
+
+def render(database: Database) -> tuple[bytes, str]:
+    registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(), CONTENT_TYPE_LATEST
+    else:
+        for collector in (REQUESTS, LATENCY, JOBS_CREATED, UPLOADS, UPLOAD_BYTES):
+            registry.register(collector)
+    registry.register(JobsCollector(database))
+    return generate_latest(registry), CONTENT_TYPE_LATEST
