@@ -12,6 +12,11 @@ DURATION = Histogram(
     buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, float("inf")),
 )
 
+CONVERTED_MEDIA = Counter(
+    "jobgate_worker_converted_media_seconds_total",
+    "Seconds of audio written as MP3 by convert jobs (its rate over wall time is throughput)",
+)
+
 
 def start_server(port: int) -> None:
     if port:
@@ -21,3 +26,7 @@ def start_server(port: int) -> None:
 def observe(kind: str, outcome: str, seconds: float) -> None:
     JOBS.labels(kind, outcome).inc()
     DURATION.labels(kind).observe(seconds)
+
+
+def observe_conversion(media_seconds: float) -> None:
+    CONVERTED_MEDIA.inc(max(0.0, media_seconds))

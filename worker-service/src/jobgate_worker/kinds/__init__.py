@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from jobgate_worker.kinds import cache
+from jobgate_worker.kinds import cache, convert
 
-HANDLERS = {"cache": cache.run}
+HANDLERS = {"cache": cache.run, "convert": convert.run}
