@@ -141,3 +141,21 @@ def test_open_item_refuses_a_fifo_without_blocking(tree):
     os.mkfifo(tree / "00_Media" / "video.mp4")
     with pytest.raises(OSError, match="not a regular file"):
         root.open_item("00_Media/video.mp4", {})
+
+
+def test_storage_sweep_removes_only_stale_leftovers(tmp_path):
+    import time
+
+    from jobgate.storage import DirectoryStorage
+
+    storage = DirectoryStorage(tmp_path / "storage")
+    stale_dir = storage.scratch_dir()
+    (tmp_path / "storage" / "tmp" / os.path.basename(stale_dir) / "output.mp3").write_bytes(b"x")
+    stale_upload = storage.begin()
+    stale_upload.close()
+    fresh_dir = storage.scratch_dir()
+    old = time.time() - 7200
+    for path in (stale_dir, os.path.join(stale_dir, "output.mp3"), stale_upload.path):
+        os.utime(path, (old, old))
+    assert storage.sweep_tmp(older_than_s=3600) == 2
+    assert os.listdir(storage.tmp) == [os.path.basename(fresh_dir)]

@@ -98,9 +98,10 @@ def receive_upload(svc: Services, principal: Principal, *, field: str = "file") 
     try:
         info = media.probe(pending.path)
     except media.NotMedia as exc:
+        reason = str(exc).replace(str(pending.path), upload.filename)  # never show our paths
         raise InvalidRequest(
             f"'{upload.filename}' is not a readable video or audio file",
-            details={"ffmpeg": str(exc)},
+            details={"ffmpeg": reason},
         ) from None
     key = svc.storage.commit(pending)
     filename = os.path.basename(upload.filename.replace("\\", "/"))

@@ -80,6 +80,7 @@ class Settings:
     allowed_extensions: tuple[str, ...] = ("mp4", "avi", "mov")
     convert_default_bitrate: str = "192k"
     convert_progress_interval_ms: int = 1000
+    storage_tmp_max_age_s: float = 86400.0  # leftovers of killed processes are swept after this
 
     # cache jobs
     cache_root: str = "var/filespace"

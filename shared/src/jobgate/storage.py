@@ -3,7 +3,7 @@ so an object store can follow.
 
 Writes stream to a temporary file in the same directory tree, hashed and counted as they
 go, and become an object only on `commit` (an atomic rename): an interrupted upload leaves
-nothing behind but a temp file that `discard` (or the next start) removes.
+nothing behind but a temp file that `discard` removes (or, after a crash, `sweep_tmp`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import os
 import secrets
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -135,3 +136,25 @@ class DirectoryStorage:
     def scratch_dir(self) -> str:
         """A private temporary directory on the storage volume (same filesystem as objects)."""
         return tempfile.mkdtemp(prefix="job-", dir=self.tmp)
+
+    def sweep_tmp(self, *, older_than_s: float) -> int:
+        """Remove temporary uploads and scratch dirs untouched for `older_than_s` seconds:
+        what a killed process (SIGKILL, OOM) could not clean up. Returns how many went."""
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for entry in self.tmp.iterdir():
+            try:
+                newest = max(
+                    [entry.lstat().st_mtime]
+                    + ([p.lstat().st_mtime for p in entry.iterdir()] if entry.is_dir() else [])
+                )
+                if newest >= cutoff:
+                    continue
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+                removed += 1
+            except FileNotFoundError:
+                continue  # removed by its owner meanwhile
+        return removed

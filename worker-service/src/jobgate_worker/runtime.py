@@ -41,6 +41,7 @@ from jobgate.broker import (
 from jobgate.config import Settings
 from jobgate.logs import request_id_var
 from jobgate.messages import JobMessage, PoisonMessage
+from jobgate.storage import DirectoryStorage
 from jobgate_worker import metrics
 from jobgate_worker.context import JobContext
 from jobgate_worker.errors import Cancelled, HandBack, JobFailed, LeaseLost
@@ -483,6 +484,11 @@ class Worker:
                 "re-queued" if job["status"] == "pending" else job["status"],
             )
         outbox.relay(self.db, self.publisher, min_age_s=self.settings.outbox_relay_seconds)
+        swept = DirectoryStorage(self.settings.storage_dir).sweep_tmp(
+            older_than_s=self.settings.storage_tmp_max_age_s
+        )
+        if swept:
+            log.info("removed %d stale temporary file(s) from storage", swept)
 
 
 @dataclasses.dataclass(eq=False)
