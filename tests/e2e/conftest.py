@@ -25,6 +25,7 @@ def make_stack(tmp_path, database_url, amqp_url, db):
                 "DATABASE_URL": database_url,
                 "AMQP_URL": amqp_url,
                 "CACHE_ROOT": str(root),
+                "STORAGE_DIR": str(tmp_path / "storage"),
                 "BOOTSTRAP_ADMIN_PASSWORD": ADMIN_PASSWORD,
                 "BOOTSTRAP_API_KEY": DEMO_KEY,
                 "WORKER_HEARTBEAT_SECONDS": "0.5",

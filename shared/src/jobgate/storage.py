@@ -83,7 +83,7 @@ class DirectoryStorage:
     """Objects as files under `root/objects/ab/<key>`; temporary files under `root/tmp`."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root)
+        self.root = Path(root).resolve()  # absolute: callers may run from another directory
         self.objects = self.root / "objects"
         self.tmp = self.root / "tmp"
         self.objects.mkdir(parents=True, exist_ok=True)
