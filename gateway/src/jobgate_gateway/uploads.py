@@ -14,6 +14,7 @@ import os
 from typing import Any
 
 from flask import Flask, Request, g, request
+from werkzeug.formparser import FormDataParser, MultiPartParser
 
 from jobgate import files, media
 from jobgate.errors import InvalidRequest, PayloadTooLarge
@@ -23,14 +24,36 @@ from jobgate_gateway.metrics import UPLOAD_BYTES, UPLOADS
 from jobgate_gateway.services import Services
 
 MULTIPART_OVERHEAD = 64 * 1024  # part headers and boundaries around the file itself
+UPLOAD_READ_BYTES = 1024 * 1024
 
 
 class _RefusedExtension(InvalidRequest):
     pass
 
 
+class _LargeBufferFormParser(FormDataParser):
+    """werkzeug's form parser reading the body 1 MiB at a time (its default, 64 KiB, spends
+    most of an upload's CPU re-slicing the server's read buffer)."""
+
+    def _parse_multipart(self, stream, mimetype, content_length, options):  # type: ignore[override]
+        parser = MultiPartParser(
+            stream_factory=self.stream_factory,
+            max_form_memory_size=self.max_form_memory_size,
+            max_form_parts=self.max_form_parts,
+            cls=self.cls,
+            buffer_size=UPLOAD_READ_BYTES,
+        )
+        boundary = options.get("boundary", "").encode("ascii")
+        if not boundary:
+            raise ValueError("Missing boundary")
+        form, files = parser.parse(stream, boundary, content_length)
+        return stream, form, files
+
+
 class UploadRequest(Request):
     """A Flask request whose file parts go to Jobgate storage (when a route asked for it)."""
+
+    form_data_parser_class = _LargeBufferFormParser
 
     def _get_file_stream(
         self,
@@ -85,6 +108,8 @@ def receive_upload(svc: Services, principal: Principal, *, field: str = "file") 
     request.jobgate_upload_to = svc
     request.jobgate_pending = []
     request.max_content_length = limit + MULTIPART_OVERHEAD
+    # The parser buffers up to one read in memory; werkzeug counts that against this limit.
+    request.max_form_memory_size = 2 * UPLOAD_READ_BYTES
     try:
         upload = request.files.get(field)
     except TooLarge:

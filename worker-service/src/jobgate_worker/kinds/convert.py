@@ -196,10 +196,16 @@ def _ffmpeg(
         stderr=subprocess.PIPE,
         process_group=0,
     )
+    stdout_closed = threading.Event()  # ffmpeg closes stdout as it exits: no polling lag
+
+    def follow_progress() -> None:
+        try:
+            _read_progress(proc.stdout, state)
+        finally:
+            stdout_closed.set()
+
     readers = [
-        threading.Thread(
-            target=_read_progress, args=(proc.stdout, state), name="ffmpeg-out", daemon=True
-        ),
+        threading.Thread(target=follow_progress, name="ffmpeg-out", daemon=True),
         threading.Thread(
             target=_read_tail, args=(proc.stderr, tail), name="ffmpeg-err", daemon=True
         ),
@@ -211,10 +217,7 @@ def _ffmpeg(
     last_pct = -1.0
     try:
         while True:
-            try:
-                code: int | None = proc.wait(timeout=TICK_S)
-            except subprocess.TimeoutExpired:
-                code = None
+            code: int | None = proc.wait() if stdout_closed.wait(TICK_S) else None
             reason = ctx.stop_reason()
             if reason is not None:
                 _stop(proc)
