@@ -731,24 +731,38 @@ def show_logs(stack: Stack | None) -> None:
             print(f"--- {name}.log (tail) ---\n{tail}", file=sys.stderr)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def say(msg: str) -> None:
+    """log(), but a closed stdout (`... | head`) must not stop the cleanup."""
+    with contextlib.suppress(OSError, ValueError):
+        log(msg)
+
+
+def run_main(
+    argv: list[str] | None,
+    parse: Callable[[list[str] | None], argparse.Namespace],
+    body: Callable[[argparse.Namespace, Cleanup, dict[str, Any]], None],
+) -> int:
+    """Run a benchmark's `body`, then always clean up what it registered, even on signals,
+    errors, or a closed stdout. Exit 0 (targets missed included), 1 on errors, 130 when
+    interrupted. Shared by every benchmark in bench/."""
+    args = parse(argv)
     cleanup, state = Cleanup(), {}
     code, errors = 0, []
     old = {sig: signal.signal(sig, raise_interrupt) for sig in STOP_SIGNALS}
     try:
         try:
-            run(args, cleanup, state)
+            body(args, cleanup, state)
         except KeyboardInterrupt as exc:
-            log(f"interrupted ({exc or 'SIGINT'})")
+            say(f"interrupted ({exc or 'SIGINT'})")
             code = 130
         except Exception as exc:  # noqa: BLE001 - report, clean up, exit 1
-            log(f"error: {type(exc).__name__}: {exc}")
-            show_logs(state.get("stack"))
-            expected = (BenchError, OSError, subprocess.SubprocessError, psycopg2.Error)
-            if not isinstance(exc, expected):
-                traceback.print_exc()
             code = 1
+            say(f"error: {type(exc).__name__}: {exc}")
+            expected = (BenchError, OSError, subprocess.SubprocessError, psycopg2.Error)
+            with contextlib.suppress(OSError, ValueError):
+                show_logs(state.get("stack"))
+                if not isinstance(exc, expected):
+                    traceback.print_exc()
     except KeyboardInterrupt:  # a second signal while reporting the first
         code = 130
     finally:
@@ -756,13 +770,17 @@ def main(argv: list[str] | None = None) -> int:
         for sig in STOP_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
         if cleanup.steps:
-            log("cleaning up: " + ", ".join(what for what, _ in reversed(cleanup.steps)))
+            say("cleaning up: " + ", ".join(what for what, _ in reversed(cleanup.steps)))
         errors = cleanup.run()
         for sig, handler in old.items():
             signal.signal(sig, handler)
     for e in errors:
-        log(f"cleanup failed: {e}")
+        say(f"cleanup failed: {e}")
     return code or (1 if errors else 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(argv, parse_args, run)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ Settings such as CONVERT_DEFAULT_BITRATE are taken from the environment, like `m
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -34,13 +33,11 @@ import os
 import resource
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import traceback
 import uuid
 from pathlib import Path
 from typing import Any
@@ -49,7 +46,6 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-import psycopg2  # noqa: E402
 import requests  # noqa: E402
 
 from bench.cache_bench import (  # noqa: E402
@@ -59,7 +55,6 @@ from bench.cache_bench import (  # noqa: E402
     MIB,
     PG_HOST_URL,
     RESULTS_DIR,
-    STOP_SIGNALS,
     BenchError,
     Cleanup,
     admin_sql,
@@ -70,10 +65,9 @@ from bench.cache_bench import (  # noqa: E402
     median,
     parse_ts,
     rabbitmqctl,
-    raise_interrupt,
     render_table,
     residency,
-    show_logs,
+    run_main,
 )
 from jobgate.config import Settings  # noqa: E402
 from jobgate.media import ffmpeg_binary, probe  # noqa: E402
@@ -927,47 +921,8 @@ def run(args: argparse.Namespace, cleanup: Cleanup, state: dict[str, Any]) -> No
         print(f"wrote {path.relative_to(REPO)}")
 
 
-def say(msg: str) -> None:
-    """log(), but a closed stdout (`... | head`) must not stop the cleanup."""
-    with contextlib.suppress(OSError, ValueError):
-        log(msg)
-
-
 def main(argv: list[str] | None = None) -> int:
-    """cache_bench's main with this module's run (it is not reusable as it stands), and
-    messages that cannot fail: a BrokenPipeError from `| head` used to skip the cleanup."""
-    args = parse_args(argv)
-    cleanup, state = Cleanup(), {}
-    code, errors = 0, []
-    old = {sig: signal.signal(sig, raise_interrupt) for sig in STOP_SIGNALS}
-    try:
-        try:
-            run(args, cleanup, state)
-        except KeyboardInterrupt as exc:
-            say(f"interrupted ({exc or 'SIGINT'})")
-            code = 130
-        except Exception as exc:  # noqa: BLE001 - report, clean up, exit 1
-            code = 1
-            say(f"error: {type(exc).__name__}: {exc}")
-            expected = (BenchError, OSError, subprocess.SubprocessError, psycopg2.Error)
-            with contextlib.suppress(OSError, ValueError):
-                show_logs(state.get("stack"))
-                if not isinstance(exc, expected):
-                    traceback.print_exc()
-    except KeyboardInterrupt:  # a second signal while reporting the first
-        code = 130
-    finally:
-        # Cleanup is bounded (stack.stop kills after 15 s): let nothing cut it short.
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, signal.SIG_IGN)
-        if cleanup.steps:
-            say("cleaning up: " + ", ".join(what for what, _ in reversed(cleanup.steps)))
-        errors = cleanup.run()
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-    for e in errors:
-        say(f"cleanup failed: {e}")
-    return code or (1 if errors else 0)
+    return run_main(argv, parse_args, run)
 
 
 if __name__ == "__main__":
