@@ -190,3 +190,32 @@ def test_health_and_upload_stats(convert_stack, clips):
     assert stats["count"] == 1 and stats["bytes"] == clips["short"].stat().st_size
     metrics = requests.get(f"{stack.url}/metrics").text
     assert "jobgate_uploads_total" in metrics and 'jobgate_jobs{kind="convert"' in metrics
+
+
+def test_interrupted_upload_leaves_no_file_or_row(convert_stack, db):
+    import socket
+
+    stack, token = convert_stack, login(convert_stack)
+    boundary = "cut"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="cut.mp4"\r\n'
+        "Content-Type: video/mp4\r\n\r\n"
+    ).encode()
+    declared = len(head) + 10 * 1024 * 1024 + len(f"\r\n--{boundary}--\r\n")
+    request = (
+        f"POST /api/v1/files HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: {token['Authorization']}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        f"Content-Length: {declared}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", stack.gateway_port)) as sock:
+        sock.sendall(request + head + b"\0" * (2 * 1024 * 1024))
+        time.sleep(0.5)  # the gateway is now writing the part to storage
+    tmp = stack.workdir / "storage" / "tmp"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(tmp.iterdir()):
+        time.sleep(0.1)
+    assert list(tmp.iterdir()) == []
+    with db.transaction() as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) AS n FROM files")
+        assert cur.fetchone()["n"] == 0
