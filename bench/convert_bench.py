@@ -72,6 +72,7 @@ from bench.cache_bench import (  # noqa: E402
 from jobgate.config import Settings  # noqa: E402
 from jobgate.media import ffmpeg_binary, probe  # noqa: E402
 from jobgate.migrate import apply_migrations  # noqa: E402
+from jobgate_worker.kinds.convert import ffmpeg_command  # noqa: E402
 from tests.stack import Stack  # noqa: E402
 
 TARGET_RATIO = 1.05  # stack conversion time / direct ffmpeg time
@@ -171,31 +172,8 @@ def sha256_of(path: Path) -> str:
 
 
 def convert_command(source: Path, target: Path, bitrate: str) -> list[str]:
-    """The command `jobgate_worker.kinds.convert._ffmpeg` runs (kept in step by hand: the
-    worker builds it inline)."""
-    return [
-        ffmpeg_binary(),
-        "-hide_banner",
-        "-nostdin",
-        "-loglevel",
-        "error",
-        "-y",
-        "-i",
-        f"file:{source}",
-        "-vn",
-        "-map",
-        "0:a:0",
-        "-c:a",
-        "libmp3lame",
-        "-b:a",
-        bitrate,
-        "-f",
-        "mp3",
-        "-progress",
-        "pipe:1",
-        "-nostats",
-        f"file:{target}",
-    ]
+    """Exactly the command the convert worker runs."""
+    return ffmpeg_command(source, target, bitrate)
 
 
 def time_direct(source: Path, out_dir: Path, bitrate: str) -> tuple[float, int]:

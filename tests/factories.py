@@ -43,3 +43,33 @@ def make_job(
         if items:
             jobs.insert_items(conn, job_id=str(job["id"]), items=items)
     return job
+
+
+def enqueue(database: db.Database, amqp_url: str, job: dict[str, Any]) -> None:
+    """Publish a job's message the way the gateway does: outbox row, then relay."""
+    from jobgate import outbox
+    from jobgate.broker import Publisher
+
+    with database.transaction() as conn:
+        row_id = outbox.add_job_message(conn, job=job, app_id="test")
+    publisher = Publisher(amqp_url, app_id="test")
+    try:
+        outbox.relay(database, publisher, ids=[row_id])
+    finally:
+        publisher.close()
+
+
+def wait_for_job(
+    database: db.Database, job_id: Any, statuses: set[str], timeout: float = 30.0, until: Any = None
+) -> dict[str, Any]:
+    """Poll the job row until its status is one of `statuses` (and `until(job)` holds)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with database.transaction() as conn:
+            job = jobs.get_job(conn, job_id=str(job_id))
+        if job["status"] in statuses and (until is None or until(job)):
+            return job
+        time.sleep(0.02)
+    raise AssertionError(f"job stayed {job['status']} ({job['progress_pct']}%), wanted {statuses}")

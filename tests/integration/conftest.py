@@ -8,6 +8,8 @@ import pytest
 from werkzeug.serving import make_server
 
 from jobgate_auth import create_app as create_auth_app
+from jobgate_worker.kinds import HANDLERS
+from jobgate_worker.runtime import Worker
 
 ADMIN_PASSWORD = "admin-password-for-tests"
 DEMO_KEY = "demo-api-key-2024"
@@ -25,3 +27,34 @@ def auth_server(settings, db):
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     thread.join(timeout=5)
+
+
+@pytest.fixture
+def worker_settings(settings, amqp_url):
+    """Settings for in-process workers: fast heartbeats, short leases and backoff."""
+    return settings.replace(
+        amqp_url=amqp_url,
+        worker_heartbeat_seconds=0.2,
+        job_lease_seconds=5,
+        worker_grace_seconds=2,
+        job_backoff_seconds=0.1,
+        outbox_relay_seconds=0.2,
+    )
+
+
+@pytest.fixture
+def start_worker(worker_settings, db):
+    """Start a real Worker of `kind` in a thread (stopped after the test)."""
+    started: list[tuple[Worker, threading.Thread]] = []
+
+    def start(kind: str, **overrides) -> Worker:
+        worker = Worker(worker_settings.replace(**overrides), kind, HANDLERS[kind], database=db)
+        thread = threading.Thread(target=worker.run, daemon=True)
+        thread.start()
+        started.append((worker, thread))
+        return worker
+
+    yield start
+    for worker, thread in started:
+        worker.request_stop()
+        thread.join(timeout=15)

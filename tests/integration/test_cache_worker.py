@@ -3,21 +3,19 @@ per-file failures, retries, cancel, hand-back on shutdown."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-import threading
 import time
 
 import pika
 import pytest
 
 from jobgate import db as dbmod
-from jobgate import jobs, outbox
-from jobgate.broker import DEAD_QUEUE, Publisher
+from jobgate import jobs
+from jobgate.broker import DEAD_QUEUE
 from jobgate.paths import CacheRoot
-from jobgate_worker.kinds import cache
-from jobgate_worker.runtime import Worker
-from tests.factories import make_job, make_user
+from tests.factories import enqueue, make_job, make_user, wait_for_job
 
 
 def write_tree(root, *, dirs: int = 3, files_per_dir: int = 20, size: int = 1000) -> int:
@@ -33,32 +31,8 @@ def write_tree(root, *, dirs: int = 3, files_per_dir: int = 20, size: int = 1000
 
 
 @pytest.fixture
-def worker_settings(settings, amqp_url):
-    return settings.replace(
-        amqp_url=amqp_url,
-        worker_heartbeat_seconds=0.2,
-        job_lease_seconds=5,
-        worker_grace_seconds=2,
-        job_backoff_seconds=0.1,
-        outbox_relay_seconds=0.2,
-    )
-
-
-@pytest.fixture
-def run_worker(worker_settings, db):
-    started: list[tuple[Worker, threading.Thread]] = []
-
-    def start(**overrides) -> Worker:
-        worker = Worker(worker_settings.replace(**overrides), "cache", cache.run, database=db)
-        thread = threading.Thread(target=worker.run, daemon=True)
-        thread.start()
-        started.append((worker, thread))
-        return worker
-
-    yield start
-    for worker, thread in started:
-        worker.request_stop()
-        thread.join(timeout=15)
+def run_worker(start_worker):
+    return functools.partial(start_worker, "cache")
 
 
 def submit(db, settings, owner, *, directories=("media",), **fields):
@@ -66,30 +40,15 @@ def submit(db, settings, owner, *, directories=("media",), **fields):
     found, missing = root.expand([], list(directories))
     assert not missing
     job = make_job(db, owner_id=owner["id"], items=[(f.relpath, f.size) for f in found], **fields)
-    with db.transaction() as conn:
-        row_id = outbox.add_job_message(conn, job=job, app_id="test")
-    pub = Publisher(settings.amqp_url, app_id="test")
-    outbox.relay(db, pub, ids=[row_id])
-    pub.close()
+    enqueue(db, settings.amqp_url, job)
     return job
-
-
-def wait_for(db, job_id, statuses, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with db.transaction() as conn:
-            job = jobs.get_job(conn, job_id=str(job_id))
-        if job["status"] in statuses:
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job stayed {job['status']}, wanted {statuses}")
 
 
 def test_cache_job_reads_every_file_and_counts_exactly(db, worker_settings, run_worker, tmp_path):
     total = write_tree(tmp_path / "filespace")
     run_worker()
     job = submit(db, worker_settings, make_user(db))
-    done = wait_for(db, job["id"], {"completed", "failed"})
+    done = wait_for_job(db, job["id"], {"completed", "failed"})
     assert done["status"] == "completed", done["error"]
     assert (done["items_done"], done["items_failed"], done["items_total"]) == (60, 0, 60)
     assert done["bytes_done"] == done["bytes_total"] == total
@@ -108,13 +67,9 @@ def test_resumed_job_skips_files_already_read(db, worker_settings, run_worker, t
     with db.transaction() as conn:  # an earlier attempt read the first 25 files, then died
         jobs.mark_items(conn, job_id=str(job["id"]), done=list(range(25)))
     already = sum(f.size for f in found[:25])
-    with db.transaction() as conn:
-        row_id = outbox.add_job_message(conn, job=job, app_id="test")
-    pub = Publisher(worker_settings.amqp_url, app_id="test")
-    outbox.relay(db, pub, ids=[row_id])
-    pub.close()
+    enqueue(db, worker_settings.amqp_url, job)
     run_worker()
-    done = wait_for(db, job["id"], {"completed", "failed"})
+    done = wait_for_job(db, job["id"], {"completed", "failed"})
     assert done["status"] == "completed"
     assert done["items_done"] == 60 and done["bytes_done"] == total
     assert done["result"]["bytes_read_this_attempt"] == total - already
@@ -128,7 +83,7 @@ def test_unreadable_files_fail_the_job_after_its_retries(db, worker_settings, ru
     )
     # The file disappears after submission, as on a real filespace.
     (tmp_path / "filespace" / "media" / "d0" / "nested" / "f002.bin").unlink()
-    done = wait_for(db, job["id"], {"completed", "failed"})
+    done = wait_for_job(db, job["id"], {"completed", "failed"})
     assert done["status"] == "failed"
     assert done["attempt"] == 2
     assert done["error"] == "1 of 5 files could not be read"
@@ -158,12 +113,12 @@ def test_cancel_stops_a_running_job_within_a_second(db, worker_settings, run_wor
     write_tree(tmp_path / "filespace", dirs=2, files_per_dir=10, size=200_000)
     run_worker(cache_read_bandwidth_limit=200_000, cache_read_chunk_bytes=16_384)
     job = submit(db, worker_settings, make_user(db))
-    wait_for(db, job["id"], {"running"})
+    wait_for_job(db, job["id"], {"running"})
     time.sleep(0.5)
     with db.transaction() as conn:
         jobs.request_cancel(conn, job_id=str(job["id"]))
     asked = time.monotonic()
-    done = wait_for(db, job["id"], {"cancelled", "completed", "failed"})
+    done = wait_for_job(db, job["id"], {"cancelled", "completed", "failed"})
     assert done["status"] == "cancelled"
     assert time.monotonic() - asked < 1.5
     assert done["items_done"] < done["items_total"]
@@ -175,12 +130,12 @@ def test_shutdown_hands_a_long_job_back(db, worker_settings, run_worker, tmp_pat
     write_tree(tmp_path / "filespace", dirs=2, files_per_dir=10, size=200_000)
     worker = run_worker(cache_read_bandwidth_limit=200_000, worker_grace_seconds=0.5)
     job = submit(db, worker_settings, make_user(db))
-    wait_for(db, job["id"], {"running"})
+    wait_for_job(db, job["id"], {"running"})
     worker.request_stop()
-    back = wait_for(db, job["id"], {"pending"}, timeout=10)
+    back = wait_for_job(db, job["id"], {"pending"}, timeout=10)
     assert back["attempt"] == 0 and back["worker_id"] is None
     run_worker()  # the next worker finishes it
-    assert wait_for(db, job["id"], {"completed"}, timeout=60)["status"] == "completed"
+    assert wait_for_job(db, job["id"], {"completed"}, timeout=60)["status"] == "completed"
 
 
 def test_duplicate_delivery_leaves_the_running_attempt_alone(
@@ -192,12 +147,8 @@ def test_duplicate_delivery_leaves_the_running_attempt_alone(
     write_tree(tmp_path / "filespace", dirs=1, files_per_dir=10, size=100_000)
     run_worker(cache_read_bandwidth_limit=250_000, worker_concurrency=2, job_lease_seconds=1.5)
     job = submit(db, worker_settings, make_user(db), max_attempts=1)
-    wait_for(db, job["id"], {"running"})
-    with db.transaction() as conn:
-        row_id = outbox.add_job_message(conn, job=job, app_id="test")
-    pub = Publisher(worker_settings.amqp_url, app_id="test")
-    outbox.relay(db, pub, ids=[row_id])
-    pub.close()
-    done = wait_for(db, job["id"], {"completed", "failed"}, timeout=60)
+    wait_for_job(db, job["id"], {"running"})
+    enqueue(db, worker_settings.amqp_url, job)
+    done = wait_for_job(db, job["id"], {"completed", "failed"}, timeout=60)
     assert done["status"] == "completed", done["error"]
     assert done["attempt"] == 1 and done["items_done"] == 10

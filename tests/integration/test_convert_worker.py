@@ -4,10 +4,10 @@ attempt's output being replaced rather than kept next to the new one."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -16,9 +16,7 @@ import pytest
 from jobgate import files, jobs, media, outbox
 from jobgate.broker import Publisher
 from jobgate.storage import DirectoryStorage
-from jobgate_worker.kinds import convert
-from jobgate_worker.runtime import Worker
-from tests.factories import make_job, make_user
+from tests.factories import enqueue, make_job, make_user, wait_for_job
 
 LONG_SECONDS = 480  # ~3 s of conversion here: long enough to watch, cancel and hand back
 NO_SUCH_FILE = "00000000-0000-4000-8000-000000000000"
@@ -58,32 +56,8 @@ def clips(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture
-def worker_settings(settings, amqp_url):
-    return settings.replace(
-        amqp_url=amqp_url,
-        worker_heartbeat_seconds=0.2,
-        job_lease_seconds=5,
-        worker_grace_seconds=2,
-        job_backoff_seconds=0.1,
-        outbox_relay_seconds=0.2,
-    )
-
-
-@pytest.fixture
-def run_worker(worker_settings, db):
-    started: list[tuple[Worker, threading.Thread]] = []
-
-    def start(**overrides) -> Worker:
-        worker = Worker(worker_settings.replace(**overrides), "convert", convert.run, database=db)
-        thread = threading.Thread(target=worker.run, daemon=True)
-        thread.start()
-        started.append((worker, thread))
-        return worker
-
-    yield start
-    for worker, thread in started:
-        worker.request_stop()
-        thread.join(timeout=15)
+def run_worker(start_worker):
+    return functools.partial(start_worker, "convert")
 
 
 @pytest.fixture
@@ -116,27 +90,13 @@ def submit(db, settings, owner, upload_row, **fields):
     params = {"input_file": str(upload_row["id"]), "output_name": "clip.mp3"}
     params.update(fields.pop("params", {}))
     job = make_job(db, owner_id=owner["id"], kind="convert", params=params, **fields)
-    with db.transaction() as conn:
-        row_id = outbox.add_job_message(conn, job=job, app_id="test")
-    pub = Publisher(settings.amqp_url, app_id="test")
-    outbox.relay(db, pub, ids=[row_id])
-    pub.close()
+    enqueue(db, settings.amqp_url, job)
     return job
 
 
 def get_job(db, job_id):
     with db.transaction() as conn:
         return jobs.get_job(conn, job_id=str(job_id))
-
-
-def wait_for(db, job_id, statuses, timeout=30.0, until=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = get_job(db, job_id)
-        if job["status"] in statuses and (until is None or until(job)):
-            return job
-        time.sleep(0.02)
-    raise AssertionError(f"job stayed {job['status']} ({job['progress_pct']}%), wanted {statuses}")
 
 
 def outputs(db, job_id):
@@ -173,7 +133,7 @@ def test_converts_to_an_mp3_output_file(db, worker_settings, run_worker, storage
     source = upload(db, storage, owner, clips["short"], tmp_path)
     run_worker()
     job = submit(db, worker_settings, owner, source, params={"bitrate": "96k"})
-    done = wait_for(db, job["id"], {"completed", "failed"})
+    done = wait_for_job(db, job["id"], {"completed", "failed"})
     assert done["status"] == "completed", done["error"]
     assert done["attempt"] == 1 and done["progress_pct"] == 100
 
@@ -230,7 +190,7 @@ def test_an_earlier_attempts_output_is_replaced(
     outbox.relay(db, pub, ids=[row_id])
     pub.close()
     run_worker()
-    done = wait_for(db, job["id"], {"completed", "failed"})
+    done = wait_for_job(db, job["id"], {"completed", "failed"})
     assert done["status"] == "completed", done["error"]
     [out] = outputs(db, job["id"])
     assert out["storage_key"] != old_key
@@ -256,7 +216,7 @@ def test_a_video_without_audio_fails_at_once(
     source = upload(db, storage, owner, clips["silent"], tmp_path, info=info)
     run_worker()
     job = submit(db, worker_settings, owner, source, max_attempts=3, backoff="fixed")
-    done = wait_for(db, job["id"], {"completed", "failed"})
+    done = wait_for_job(db, job["id"], {"completed", "failed"})
     assert done["status"] == "failed"
     assert done["error"] == "input has no audio stream"
     assert done["attempt"] == 1
@@ -279,7 +239,7 @@ def test_a_corrupt_input_fails_with_ffmpegs_reason(
     job = submit(
         db, worker_settings, owner, source, max_attempts=2, backoff="fixed", backoff_seconds=0.1
     )
-    done = wait_for(db, job["id"], {"completed", "failed"})
+    done = wait_for_job(db, job["id"], {"completed", "failed"})
     assert done["status"] == "failed"
     assert done["attempt"] == attempts
     assert "Invalid data found when processing input" in done["error"]
@@ -325,13 +285,13 @@ def test_cancel_stops_ffmpeg_within_a_second(
     source = upload(db, storage, owner, clips["long"], tmp_path, filename="long.mp4")
     run_worker(convert_progress_interval_ms=100)
     job = submit(db, worker_settings, owner, source)
-    wait_for(db, job["id"], {"running"}, until=lambda j: (j["progress_pct"] or 0) > 0)
+    wait_for_job(db, job["id"], {"running"}, until=lambda j: (j["progress_pct"] or 0) > 0)
     [pid] = ffmpeg_pids(worker_settings)
     assert len(scratch_left(worker_settings)) == 1  # the scratch directory, in use
     with db.transaction() as conn:
         jobs.request_cancel(conn, job_id=str(job["id"]))
     asked = time.monotonic()
-    done = wait_for(db, job["id"], {"cancelled", "completed", "failed"})
+    done = wait_for_job(db, job["id"], {"cancelled", "completed", "failed"})
     assert done["status"] == "cancelled", done["error"]
     assert time.monotonic() - asked < 1.5
     assert done["progress_pct"] < 100
@@ -349,9 +309,9 @@ def test_shutdown_hands_a_conversion_back(
     source = upload(db, storage, owner, clips["long"], tmp_path, filename="long.mp4")
     worker = run_worker(worker_grace_seconds=0.2, convert_progress_interval_ms=100)
     job = submit(db, worker_settings, owner, source)
-    wait_for(db, job["id"], {"running"}, until=lambda j: (j["progress_pct"] or 0) > 0)
+    wait_for_job(db, job["id"], {"running"}, until=lambda j: (j["progress_pct"] or 0) > 0)
     worker.request_stop()
-    back = wait_for(db, job["id"], {"pending"}, timeout=10)
+    back = wait_for_job(db, job["id"], {"pending"}, timeout=10)
     assert back["attempt"] == 0 and back["worker_id"] is None
     assert ffmpeg_pids(worker_settings) == []
     assert scratch_left(worker_settings) == []

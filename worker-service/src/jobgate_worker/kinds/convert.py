@@ -160,29 +160,7 @@ def _ffmpeg(
     names: dict[str, str],
 ) -> None:
     """Run ffmpeg to completion, writing progress; stop it on cancel or hand-back."""
-    command = [
-        media.ffmpeg_binary(),
-        "-hide_banner",
-        "-nostdin",
-        "-loglevel",
-        "error",
-        "-y",
-        "-i",
-        f"file:{source}",  # "file:" so no part of a path is read as a protocol
-        "-vn",
-        "-map",
-        "0:a:0",
-        "-c:a",
-        "libmp3lame",
-        "-b:a",
-        bitrate,
-        "-f",
-        "mp3",
-        "-progress",
-        "pipe:1",
-        "-nostats",
-        f"file:{target}",
-    ]
+    command = ffmpeg_command(source, target, bitrate)
     names = {**names, f"file:{source}": names.get(str(source), ""), f"file:{target}": "output"}
     state = _Progress()
     tail: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
@@ -240,6 +218,33 @@ def _ffmpeg(
                 pipe.close()
     if code != 0:
         raise JobFailed(_failure(code, list(tail), names), retryable=_retryable(tail))
+
+
+def ffmpeg_command(source: Path | str, target: Path | str, bitrate: str) -> list[str]:
+    """The conversion's ffmpeg command (also what bench/convert_bench.py times directly)."""
+    return [
+        media.ffmpeg_binary(),
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-y",
+        "-i",
+        f"file:{source}",  # "file:" so no part of a path is read as a protocol
+        "-vn",
+        "-map",
+        "0:a:0",
+        "-c:a",
+        "libmp3lame",
+        "-b:a",
+        bitrate,
+        "-f",
+        "mp3",
+        "-progress",
+        "pipe:1",
+        "-nostats",
+        f"file:{target}",
+    ]
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
