@@ -83,6 +83,24 @@ class BenchError(RuntimeError):
 # --- command line ----------------------------------------------------------------------------
 
 
+def add_common_options(p: argparse.ArgumentParser, *, job_timeout: float) -> None:
+    """Options every benchmark in bench/ takes."""
+    p.add_argument(
+        "--poll-min", type=float, default=0.01, help="shortest status poll interval, s (0.01)"
+    )
+    p.add_argument(
+        "--poll-max", type=float, default=0.25, help="longest status poll interval, s (0.25)"
+    )
+    p.add_argument(
+        "--job-timeout", type=float, default=job_timeout, help=f"per job, s ({job_timeout:g})"
+    )
+    p.add_argument("--tmp-parent", default="/tmp", help="where the temp dir is made (/tmp)")
+    p.add_argument("--no-json", action="store_true", help="do not write bench/results/*.json")
+    p.add_argument(
+        "--keep-logs", action="store_true", help="copy the stack's logs to bench/results/"
+    )
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -99,19 +117,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="smoke run: 2 x 16 MiB, 500 small files, 1 repeat (flags given still win)",
     )
-    p.add_argument(
-        "--poll-min", type=float, default=0.01, help="shortest status poll interval, s (0.01)"
-    )
-    p.add_argument(
-        "--poll-max", type=float, default=0.25, help="longest status poll interval, s (0.25)"
-    )
-    p.add_argument("--job-timeout", type=float, default=900.0, help="per job, s (900)")
-    p.add_argument("--tmp-parent", default="/tmp", help="where the temp dir is made (/tmp)")
+    add_common_options(p, job_timeout=900.0)
     p.add_argument("--only", choices=("large", "small"), help="run one scenario only")
-    p.add_argument("--no-json", action="store_true", help="do not write bench/results/*.json")
-    p.add_argument(
-        "--keep-logs", action="store_true", help="copy the stack's logs to bench/results/"
-    )
     args = p.parse_args(argv)
     if args.quick:
         given = {a.split("=")[0] for a in (argv if argv is not None else sys.argv[1:])}

@@ -57,6 +57,7 @@ from bench.cache_bench import (  # noqa: E402
     RESULTS_DIR,
     BenchError,
     Cleanup,
+    add_common_options,
     admin_sql,
     command_output,
     human_bytes,
@@ -103,19 +104,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="smoke run: 10 s clip, 50 MB upload, 1 repeat (flags given still win)",
     )
-    p.add_argument(
-        "--poll-min", type=float, default=0.01, help="shortest status poll interval, s (0.01)"
-    )
-    p.add_argument(
-        "--poll-max", type=float, default=0.25, help="longest status poll interval, s (0.25)"
-    )
-    p.add_argument("--job-timeout", type=float, default=600.0, help="per job, s (600)")
-    p.add_argument("--tmp-parent", default="/tmp", help="where the temp dir is made (/tmp)")
+    add_common_options(p, job_timeout=600.0)
     p.add_argument("--only", choices=("convert", "upload"), help="run one measurement only")
-    p.add_argument("--no-json", action="store_true", help="do not write bench/results/*.json")
-    p.add_argument(
-        "--keep-logs", action="store_true", help="copy the stack's logs to bench/results/"
-    )
     args = p.parse_args(argv)
     if args.quick:
         given = {a.split("=")[0] for a in (argv if argv is not None else sys.argv[1:])}
