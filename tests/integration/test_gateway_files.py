@@ -201,3 +201,65 @@ def test_upload_stats(client, video):
     stats = client.get("/stats/uploads", headers=DEMO).json["uploads"]
     assert stats["count"] == 1 and stats["bytes"] == video.stat().st_size
     assert stats["by_status"] == {"pending": 1}
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [
+        ("a\r\nb.mp4", "ab.mp4"),
+        ("bad\x00name.mp4", "badname.mp4"),
+        ("../../etc/clip.mp4", "clip.mp4"),
+        ("x" * 400 + ".mp4", "x" * 251 + ".mp4"),
+    ],
+)
+def test_file_names_are_cleaned_and_stay_downloadable(client, video, sent, kept):
+    from urllib.parse import quote
+
+    # RFC 5987 encoding carries any character, as a hostile client would send it.
+    boundary = "b0undary"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f"filename*=UTF-8''{quote(sent, safe='')}\r\nContent-Type: video/mp4\r\n\r\n"
+        ).encode()
+        + video.read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    r = client.post(
+        "/api/v1/files",
+        data=body,
+        content_type=f"multipart/form-data; boundary={boundary}",
+        headers=DEMO,
+    )
+    assert r.status_code == 201, r.json
+    assert r.json["filename"] == kept
+    download = client.get(f"/api/v1/files/{r.json['id']}/content", headers=DEMO)
+    assert download.status_code == 200
+
+
+def test_one_file_per_request(client, app, video):
+    data = video.read_bytes()
+    r = client.post(
+        "/api/v1/files",
+        data={"file": [(io.BytesIO(data), "a.mp4"), (io.BytesIO(data), "b.mp4")]},
+        content_type="multipart/form-data",
+        headers=DEMO,
+    )
+    assert r.status_code == 400 and "one file" in r.json["error"]["message"]
+    assert leftovers(app) == []
+
+
+def test_refused_seed_upload_keeps_nothing(client, app, video, db):
+    r = client.post(
+        "/upload",
+        data={"file": (io.BytesIO(video.read_bytes()), "clip.mp4"), "bitrate": "999k"},
+        content_type="multipart/form-data",
+        headers=DEMO,
+    )
+    assert r.status_code == 400 and "bitrate" in r.json["error"]["message"]
+    with db.transaction() as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) AS n FROM files")
+        assert cur.fetchone()["n"] == 0
+    objects = app.extensions["jobgate"].storage.objects
+    assert [p for p in objects.rglob("*") if p.is_file()] == []
+    assert leftovers(app) == []

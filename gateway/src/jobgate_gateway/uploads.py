@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import mimetypes
 import os
+import unicodedata
 from typing import Any
 
 from flask import Flask, Request, g, request
@@ -67,6 +68,8 @@ class UploadRequest(Request):
             return super()._get_file_stream(
                 total_content_length, content_type, filename, content_length
             )
+        if self.jobgate_pending:
+            raise InvalidRequest("Send one file per request, in the multipart field 'file'")
         check_extension(svc, filename or "")
         pending = svc.storage.begin(max_bytes=max_file_bytes(svc))
         self.jobgate_pending.append(pending)
@@ -110,6 +113,7 @@ def receive_upload(svc: Services, principal: Principal, *, field: str = "file") 
     request.max_content_length = limit + MULTIPART_OVERHEAD
     # The parser buffers up to one read in memory; werkzeug counts that against this limit.
     request.max_form_memory_size = 2 * UPLOAD_READ_BYTES
+    request.max_form_parts = 10  # a file and a few small fields; each part costs a descriptor
     try:
         upload = request.files.get(field)
     except TooLarge:
@@ -128,27 +132,48 @@ def receive_upload(svc: Services, principal: Principal, *, field: str = "file") 
             f"'{upload.filename}' is not a readable video or audio file",
             details={"ffmpeg": reason},
         ) from None
+    filename = clean_filename(upload.filename)
+    guessed = mimetypes.guess_type(filename)[0]
+    content_type = guessed or upload.mimetype or "application/octet-stream"
     key = svc.storage.commit(pending)
-    filename = os.path.basename(upload.filename.replace("\\", "/"))
-    content_type = (
-        mimetypes.guess_type(filename)[0] or upload.mimetype or "application/octet-stream"
-    )
-    with svc.db.transaction() as conn:
-        row = files.create_file(
-            conn,
-            owner_id=principal.user_id,
-            role="upload",
-            filename=filename,
-            content_type=content_type,
-            size=pending.size,
-            sha256=pending.sha256,
-            storage_key=key,
-            media=info.to_dict(),
-        )
+    try:
+        with svc.db.transaction() as conn:
+            row = files.create_file(
+                conn,
+                owner_id=principal.user_id,
+                role="upload",
+                filename=filename,
+                content_type=content_type,
+                size=pending.size,
+                sha256=pending.sha256,
+                storage_key=key,
+                media=info.to_dict(),
+            )
+    except BaseException:
+        svc.storage.delete(key)  # no row: the object would be an orphan
+        raise
     UPLOADS.inc()
     UPLOAD_BYTES.inc(pending.size)
     g.jobgate_upload = row
     return row
+
+
+def clean_filename(raw: str, max_bytes: int = 255) -> str:
+    """A name safe to store and to send back in Content-Disposition: the last path part,
+    NFC, without control or format characters, at most 255 bytes (extension kept)."""
+    name = unicodedata.normalize("NFC", raw.replace("\\", "/").rsplit("/", 1)[-1])
+    name = "".join(ch for ch in name if unicodedata.category(ch) not in ("Cc", "Cf")).strip()
+    stem, ext = os.path.splitext(name)
+    while len((stem + ext).encode()) > max_bytes and stem:
+        stem = stem[:-1]
+    return (stem + ext) if stem else f"upload{ext}"
+
+
+def delete_upload(svc: Services, row: dict[str, Any]) -> None:
+    """Undo receive_upload when the request it belongs to is refused afterwards."""
+    with svc.db.transaction() as conn:
+        files.delete_file(conn, file_id=str(row["id"]))
+    svc.storage.delete(row["storage_key"])
 
 
 def _too_large(svc: Services) -> PayloadTooLarge:

@@ -38,6 +38,10 @@ def get_file(conn: db.Connection, *, file_id: str) -> File | None:
     return db.fetch_one(conn, "SELECT * FROM files WHERE id = %s", (file_id,))
 
 
+def delete_file(conn: db.Connection, *, file_id: str) -> None:
+    db.execute(conn, "DELETE FROM files WHERE id = %s", (file_id,))
+
+
 def outputs_of(conn: db.Connection, *, job_id: str) -> list[File]:
     return db.fetch_all(
         conn,

@@ -47,13 +47,16 @@ def ffmpeg_binary() -> str:
 
 def probe(path: str | os.PathLike[str]) -> MediaInfo:
     """Describe a media file; NotMedia if ffmpeg finds no audio or video stream in it."""
-    result = subprocess.run(
-        [ffmpeg_binary(), "-hide_banner", "-nostdin", "-i", os.fspath(path)],
-        capture_output=True,
-        text=True,
-        errors="replace",
-        timeout=PROBE_TIMEOUT_S,
-    )
+    try:
+        result = subprocess.run(
+            [ffmpeg_binary(), "-hide_banner", "-nostdin", "-i", os.fspath(path)],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=PROBE_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        raise NotMedia(f"ffmpeg could not read it within {PROBE_TIMEOUT_S} s") from None
     text = result.stderr
     streams = _STREAM_RE.findall(text)
     audio = next((codec for kind, codec in streams if kind == "Audio"), None)

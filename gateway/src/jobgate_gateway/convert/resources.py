@@ -21,7 +21,7 @@ from jobgate_gateway.jobs import service as job_service
 from jobgate_gateway.jobs.views import progress
 from jobgate_gateway.services import services
 from jobgate_gateway.timefmt import iso_ms
-from jobgate_gateway.uploads import receive_upload
+from jobgate_gateway.uploads import delete_upload, receive_upload
 
 blp = Blueprint("convert", __name__, description="MP4 to MP3 conversion (seed 001)")
 blp.before_request(authenticate_blueprint)
@@ -39,20 +39,18 @@ def upload() -> Response:
     """Upload a video (multipart field `file`, optional `bitrate`) and queue its conversion."""
     principal = require_auth("jobs:write")
     svc = services()
+    check_bitrate(request.args.get("bitrate"))
+    key = job_service.idempotency_key()
     row = receive_upload(svc, principal)
-    bitrate = request.form.get("bitrate") or request.args.get("bitrate")
-    if bitrate is not None and bitrate not in BITRATES:
-        raise InvalidRequest(
-            f"Unsupported bitrate '{bitrate}'", details={"allowed": list(BITRATES)}
+    try:
+        bitrate = request.form.get("bitrate") or request.args.get("bitrate")
+        check_bitrate(bitrate)
+        job, _ = submit_conversion(
+            svc, principal, row, bitrate=bitrate, options={}, idempotency_key=key
         )
-    job, _ = submit_conversion(
-        svc,
-        principal,
-        row,
-        bitrate=bitrate,
-        options={},
-        idempotency_key=job_service.idempotency_key(),
-    )
+    except BaseException:
+        delete_upload(svc, row)  # the request is refused: keep nothing of it
+        raise
     body = {
         "message": "File uploaded successfully",
         "job_id": str(job["id"]),
@@ -61,6 +59,13 @@ def upload() -> Response:
         "file_id": str(row["id"]),
     }
     return jsonify(body), 201
+
+
+def check_bitrate(bitrate: str | None) -> None:
+    if bitrate is not None and bitrate not in BITRATES:
+        raise InvalidRequest(
+            f"Unsupported bitrate '{bitrate}'", details={"allowed": list(BITRATES)}
+        )
 
 
 @blp.route("/status/<job_id>")
