@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from pathlib import Path
 
 import jwt
 import pika
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from jobgate.broker import declare_topology, job_queue
 from jobgate_gateway import create_app
@@ -337,18 +339,17 @@ def test_expired_and_tampered_tokens_are_401(client, admin, gateway_settings):
     assert (
         client.get("/api/v1/jobs", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
     )
-    # An expired token: we cannot mint one with the real key here, so check the gateway's clock path
+    # An expired token signed with auth-service's real key: refused as expired, not forged.
+    real_key = serialization.load_pem_private_key(
+        Path(gateway_settings.jwt_private_key_file).read_bytes(), password=None
+    )
     expired = {
         **claims,
         "exp": int((dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)).timestamp()),
     }
-    forged_expired = jwt.encode(expired, other, algorithm="RS256", headers={"kid": kid})
-    assert (
-        client.get(
-            "/api/v1/jobs", headers={"Authorization": f"Bearer {forged_expired}"}
-        ).status_code
-        == 401
-    )
+    stale = jwt.encode(expired, real_key, algorithm="RS256", headers={"kid": kid})
+    r = client.get("/api/v1/jobs", headers={"Authorization": f"Bearer {stale}"})
+    assert r.status_code == 401 and r.json["error"]["message"] == "Token expired"
 
 
 # --- canonical API ------------------------------------------------------------------------

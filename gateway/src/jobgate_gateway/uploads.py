@@ -14,7 +14,7 @@ import os
 import unicodedata
 from typing import Any
 
-from flask import Flask, Request, g, request
+from flask import Flask, Request, request
 from werkzeug.formparser import FormDataParser, MultiPartParser
 
 from jobgate import files, media
@@ -154,7 +154,6 @@ def receive_upload(svc: Services, principal: Principal, *, field: str = "file") 
         raise
     UPLOADS.inc()
     UPLOAD_BYTES.inc(pending.size)
-    g.jobgate_upload = row
     return row
 
 

@@ -318,8 +318,9 @@ def backoff_delay(job: Job, *, max_seconds: float, rng: random.Random | None = N
 
 def schedule_retry(
     conn: db.Connection, *, job: Job, worker_id: str, error: str, delay_s: int, app_id: str
-) -> Job | None:
-    """Mark a held job `retrying` and queue its delayed message in the same transaction."""
+) -> tuple[Job, int] | None:
+    """Mark a held job `retrying` and queue its delayed message in the same transaction;
+    returns the job and the message's outbox id (None if this worker no longer holds it)."""
     row = db.fetch_one(
         conn,
         """
@@ -333,8 +334,8 @@ def schedule_retry(
     )
     if row is not None:
         reset_failed_items(conn, job_id=str(job["id"]))
-        outbox.add_job_message(conn, job=row, app_id=app_id, delay_s=delay_s)
-    return row
+        return row, outbox.add_job_message(conn, job=row, app_id=app_id, delay_s=delay_s)
+    return None
 
 
 def hand_back(conn: db.Connection, *, job_id: str, worker_id: str) -> Job | None:

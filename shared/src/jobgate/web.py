@@ -14,12 +14,13 @@ from collections.abc import Callable
 from typing import Any
 
 import flask_smorest
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, g, has_request_context, jsonify, request
+from marshmallow import Schema, ValidationError
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import HTTPException
 
 from jobgate.db import DataError, OperationalError, PoolError
-from jobgate.errors import JobgateError, code_for_status
+from jobgate.errors import InvalidRequest, JobgateError, code_for_status
 from jobgate.logs import request_id_var
 
 log = logging.getLogger(__name__)
@@ -40,14 +41,18 @@ class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = Parser()
 
 
+def load_or_400(schema: Schema, data: Any) -> dict[str, Any]:
+    """Validate `data` with a marshmallow schema; a validation error is our 400 body."""
+    try:
+        return schema.load(data)
+    except ValidationError as exc:
+        raise InvalidRequest(
+            "Request validation failed", details={"fields": exc.messages}
+        ) from None
+
+
 def current_request_id() -> str | None:
-    return getattr(g, "request_id", None) if _has_request() else request_id_var.get()
-
-
-def _has_request() -> bool:
-    from flask import has_request_context
-
-    return has_request_context()
+    return getattr(g, "request_id", None) if has_request_context() else request_id_var.get()
 
 
 def canonical_error_body(status: int, code: str, message: str, details: dict[str, Any]) -> dict:
@@ -63,7 +68,7 @@ def canonical_error_body(status: int, code: str, message: str, details: dict[str
 
 def _formatter_for_path(app: Flask) -> ErrorFormatter:
     for prefix, formatter in app.extensions.get("jobgate_error_formatters", []):
-        if _has_request() and request.path.startswith(prefix):
+        if has_request_context() and request.path.startswith(prefix):
             return formatter
     return canonical_error_body
 

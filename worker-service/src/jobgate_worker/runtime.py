@@ -372,7 +372,7 @@ class Worker:
                 )
             elif detail.retryable and int(job["attempt"]) < int(job["max_attempts"]):
                 delay = jobs.backoff_delay(job, max_seconds=self.settings.job_backoff_max_seconds)
-                row = jobs.schedule_retry(
+                scheduled = jobs.schedule_retry(
                     conn,
                     job=job,
                     worker_id=self.worker_id,
@@ -380,14 +380,10 @@ class Worker:
                     delay_s=delay,
                     app_id=self.app_id,
                 )
-                if row is not None:
+                row = None if scheduled is None else scheduled[0]
+                if scheduled is not None:
                     outcome = "retrying"
-                    retry_ids = [
-                        r["id"]
-                        for r in db.fetch_all(
-                            conn, "SELECT id FROM outbox WHERE body->>'job_id' = %s", (job_id,)
-                        )
-                    ]
+                    retry_ids = [scheduled[1]]
                     jobs.add_log(
                         conn,
                         job_id=job_id,

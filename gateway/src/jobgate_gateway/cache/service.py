@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import ValidationError
-
 from jobgate.config import Settings
 from jobgate.errors import InvalidRequest
 from jobgate.identity import Principal
 from jobgate.paths import CacheFile, CacheRoot, PathError
+from jobgate.web import load_or_400
 from jobgate_gateway.cache.schemas import CacheJobSchema
 from jobgate_gateway.jobs.service import submit_job
 from jobgate_gateway.services import Services
@@ -86,10 +85,5 @@ def submit_from_params(
     idempotency_key: str | None,
 ) -> tuple[dict[str, Any], bool]:
     """The canonical API's entry: validate the kind's parameters, then submit."""
-    try:
-        body = CacheJobSchema().load(params)
-    except ValidationError as exc:
-        raise InvalidRequest(
-            "Request validation failed", details={"fields": exc.messages}
-        ) from None
+    body = load_or_400(CacheJobSchema(), params)
     return submit_cache_job(svc, principal, body, options, idempotency_key)

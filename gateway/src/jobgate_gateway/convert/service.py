@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, fields, validate
 
 from jobgate import files
 from jobgate.errors import InvalidRequest
 from jobgate.identity import Principal
+from jobgate.web import load_or_400
 from jobgate_gateway.auth import can_access
 from jobgate_gateway.jobs.service import submit_job
 from jobgate_gateway.services import Services
@@ -60,12 +61,7 @@ def submit_from_params(
     idempotency_key: str | None,
 ) -> tuple[dict[str, Any], bool]:
     """The canonical API's entry: `{"kind": "convert", "input_file": <file id>, "bitrate"?}`."""
-    try:
-        body = ConvertJobSchema().load(params)
-    except ValidationError as exc:
-        raise InvalidRequest(
-            "Request validation failed", details={"fields": exc.messages}
-        ) from None
+    body = load_or_400(ConvertJobSchema(), params)
     with svc.db.transaction() as conn:
         upload = files.get_file(conn, file_id=str(body["input_file"]))
     if upload is None or not can_access(principal, upload):

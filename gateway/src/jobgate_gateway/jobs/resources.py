@@ -6,11 +6,10 @@ from typing import Any
 
 from flask import Response, jsonify
 from flask.views import MethodView
-from marshmallow import ValidationError
 
 from jobgate import files, jobs
 from jobgate.errors import Forbidden, InvalidRequest, NotFound
-from jobgate.web import Blueprint
+from jobgate.web import Blueprint, load_or_400
 from jobgate_gateway import ratelimit
 from jobgate_gateway.auth import authenticate_blueprint, owner_filter, require_auth
 from jobgate_gateway.cache import service as cache_service
@@ -40,12 +39,7 @@ SUBMITTERS = {
 def _split_options(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     option_names = set(JobOptionsSchema().fields)
     params = {k: v for k, v in body.items() if k not in option_names and k != "kind"}
-    try:
-        options = JobOptionsSchema().load({k: v for k, v in body.items() if k in option_names})
-    except ValidationError as exc:
-        raise InvalidRequest(
-            "Request validation failed", details={"fields": exc.messages}
-        ) from None
+    options = load_or_400(JobOptionsSchema(), {k: v for k, v in body.items() if k in option_names})
     return params, {k: v for k, v in options.items() if v is not None}
 
 

@@ -116,6 +116,8 @@ def run(ctx: JobContext) -> dict[str, Any]:
     last_flush = started
     counter.rate(started)  # first sample of the throughput window
 
+    completed_bytes = [0]  # bytes of files finished in this attempt (read counts, not sizes)
+
     def flush(final: bool = False) -> None:
         nonlocal batch, last_flush
         now = time.monotonic()
@@ -141,7 +143,6 @@ def run(ctx: JobContext) -> dict[str, Any]:
         batch = _Batch()
         last_flush = now
 
-    completed_bytes = [0]  # bytes of files finished in this attempt (read counts, not sizes)
     item_iter = iter(items)
     window = max(1, settings.cache_read_concurrency) * 2
     futures: dict[Future, dict[str, Any]] = {}
