@@ -25,20 +25,15 @@ Settings such as CONVERT_DEFAULT_BITRATE are taken from the environment, like `m
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import hashlib
 import json
 import math
 import os
 import resource
-import secrets
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -46,33 +41,37 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-import requests  # noqa: E402
-
-from bench.cache_bench import (  # noqa: E402
-    AMQP_HOST_URL,
-    BENCH_RATE_LIMITS,
+from bench.harness import (  # noqa: E402
+    COMMON_SETTINGS,
     MB,
     MIB,
-    PG_HOST_URL,
-    RESULTS_DIR,
+    PHASES,
+    Api,
+    Bench,
     BenchError,
-    Cleanup,
     add_common_options,
-    admin_sql,
-    command_output,
+    add_quick,
+    breakdown_table,
+    cell,
+    effective_settings,
+    first_line,
+    fmt,
     human_bytes,
+    job_phases,
     log,
     machine_info,
     median,
-    parse_ts,
-    rabbitmqctl,
+    medians,
+    parse,
+    parser,
     render_table,
     residency,
     run_main,
+    table,
+    timed,
+    verdict,
 )
-from jobgate.config import Settings  # noqa: E402
 from jobgate.media import ffmpeg_binary, probe  # noqa: E402
-from jobgate.migrate import apply_migrations  # noqa: E402
 from jobgate_worker.kinds.convert import ffmpeg_command  # noqa: E402
 from tests.stack import Stack  # noqa: E402
 
@@ -82,36 +81,31 @@ TARGET_PEAK_RSS_MB = 150.0  # per gateway process, during the upload
 # "Flat": the bench's reading of the issue. A gateway that buffered the upload would grow by
 # hundreds of MB; a streaming one by its buffers (well under this), whatever the file's size.
 TARGET_RSS_GROWTH_MB = 20.0
-ADMIN = "admin"
 PCM_BYTES_PER_S = 8 * 192_000 * 4  # 7.1 channels x 192 kHz x 32-bit PCM: 6.144 MB/s
+SETTINGS = (
+    "convert_default_bitrate",
+    "convert_progress_interval_ms",
+    "max_file_size",
+    "storage_dir",
+    *COMMON_SETTINGS,
+)
 
 
 # --- command line ----------------------------------------------------------------------------
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = parser(__doc__)
     p.add_argument("--clip-seconds", type=float, default=60.0, help="clip duration, s (60)")
     p.add_argument("--clip-size", default="640x360", help="clip frame size (640x360)")
     p.add_argument("--repeat", type=int, default=3, help="timed conversions per side (3)")
     p.add_argument("--upload-mb", type=int, default=500, help="upload file size, 10^6 B (500)")
     p.add_argument("--upload-repeat", type=int, default=1, help="timed uploads (1)")
     p.add_argument("--sample-ms", type=float, default=50.0, help="RSS sampling interval, ms (50)")
-    p.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke run: 10 s clip, 50 MB upload, 1 repeat (flags given still win)",
-    )
+    add_quick(p, "10 s clip, 50 MB upload, 1 repeat")
     add_common_options(p, job_timeout=600.0)
     p.add_argument("--only", choices=("convert", "upload"), help="run one measurement only")
-    args = p.parse_args(argv)
-    if args.quick:
-        given = {a.split("=")[0] for a in (argv if argv is not None else sys.argv[1:])}
-        for flag, value in (("--clip-seconds", 10.0), ("--upload-mb", 50), ("--repeat", 1)):
-            if flag not in given:
-                setattr(args, flag[2:].replace("-", "_"), value)
+    args = parse(p, argv, quick={"--clip-seconds": 10.0, "--upload-mb": 50, "--repeat": 1})
     if args.repeat < 1 or args.upload_repeat < 1:
         p.error("--repeat and --upload-repeat must be >= 1")
     if args.clip_seconds <= 0 or args.upload_mb < 1 or args.sample_ms <= 0:
@@ -172,9 +166,9 @@ def time_direct(source: Path, out_dir: Path, bitrate: str) -> tuple[float, int]:
     target = out_dir / "output.mp3"
     target.unlink(missing_ok=True)
     cmd = convert_command(source, target, bitrate)
-    start = time.perf_counter()
-    out = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=600)
-    seconds = time.perf_counter() - start
+    seconds, out = timed(
+        subprocess.run, cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=600
+    )
     if out.returncode != 0:
         raise BenchError(f"direct ffmpeg exited {out.returncode}: {out.stderr[-500:]!r}")
     size = target.stat().st_size
@@ -182,109 +176,44 @@ def time_direct(source: Path, out_dir: Path, bitrate: str) -> tuple[float, int]:
     return seconds, size
 
 
-# --- the stack's API ---------------------------------------------------------------------------
+# --- the job -----------------------------------------------------------------------------------
 
 
-class Api:
-    def __init__(self, base: str, password: str, args: argparse.Namespace) -> None:
-        self.base = base
-        self.password = password
-        self.session = requests.Session()
-        self.session.trust_env = False  # loopback only: never through a proxy from the env
-        self.poll_min, self.poll_max = args.poll_min, args.poll_max
-        self.timeout = args.job_timeout
-        self.token = ""
-        self.token_at = -math.inf
+def convert_status(body: dict[str, Any]) -> tuple[str, float, Any]:
+    """(status, fraction done, error) of a `GET /status/{id}` body. Progress comes every
+    CONVERT_PROGRESS_INTERVAL_MS (1 s by default), so short clips often report none."""
+    return body["status"], (body["progress"] or 0) / 100, body.get("error")
 
-    def login(self) -> str:
-        """A fresh admin JWT when the last is over 5 minutes old (they live 15 by default)."""
-        if time.monotonic() - self.token_at < 300:
-            return self.token
-        r = self.session.post(
-            f"{self.base}/api/v1/auth/login",
-            json={"username": ADMIN, "password": self.password},
-            timeout=30,
+
+def run_job(api: Api, name: str, data: bytes, expect_duration: float, floor_s: float) -> dict:
+    """POST /upload the clip, poll /status until `completed`, return the timings.
+
+    No poll is sent until `floor_s` (0.8 x this run's direct conversion time) after the
+    upload's response: the worker cannot finish sooner, so polls before then only steal
+    CPU from it, next to ffmpeg on the same (2-core) machine."""
+    api.login()
+    sent = api.submit("/upload", files={"file": (name, data, "video/mp4")})
+    job_id = sent.body["job_id"]
+    time.sleep(floor_s)
+    e2e_s, polls = api.wait(f"/status/{job_id}", job_id, convert_status, sent.start)
+    job = api.job(job_id)
+    result = job.get("result") or {}
+    if abs((result.get("duration_s") or 0) - expect_duration) > 0.5:
+        raise BenchError(
+            f"job {job_id}: MP3 of {result.get('duration_s')}s, not ~{expect_duration}s"
         )
-        if r.status_code != 200:
-            raise BenchError(f"login -> {r.status_code}: {r.text[:500]}")
-        self.token, self.token_at = r.json()["access_token"], time.monotonic()
-        self.session.headers["Authorization"] = f"Bearer {self.token}"
-        return self.token
-
-    def next_poll(self, progress_pct: float, elapsed: float) -> float:
-        """Seconds until the next status poll (cache_bench's rule).
-
-        Polls cost CPU in the gateway and PostgreSQL, next to the worker's ffmpeg on the
-        same (2-core) machine, yet the end-to-end time is only as exact as the poll that sees
-        `completed`: with progress reported, wait a quarter of the predicted remaining time;
-        without (the default CONVERT_PROGRESS_INTERVAL_MS is 1 s), 1/20 of the time so far.
-        """
-        done = progress_pct / 100
-        if done >= 1:
-            wait = self.poll_min
-        elif done > 0:
-            wait = elapsed * (1 - done) / done / 4
-        else:
-            wait = elapsed / 20
-        return min(self.poll_max, max(self.poll_min, wait))
-
-    def convert(self, name: str, data: bytes, expect_duration: float, floor_s: float) -> dict:
-        """POST /upload the clip, poll /status until `completed`, return the timings.
-
-        No poll is sent until `floor_s` (0.8 x this run's direct conversion time) after the
-        upload's response: the worker cannot finish sooner, so polls before then only steal
-        CPU from it."""
-        self.login()
-        posted_wall = time.time()
-        start = time.perf_counter()
-        r = self.session.post(
-            f"{self.base}/upload", files={"file": (name, data, "video/mp4")}, timeout=120
-        )
-        post_s = time.perf_counter() - start
-        if r.status_code != 201:
-            raise BenchError(f"POST /upload -> {r.status_code}: {r.text[:500]}")
-        job_id = r.json()["job_id"]
-        time.sleep(floor_s)
-        polls = 0
-        deadline = start + self.timeout
-        while True:
-            g = self.session.get(f"{self.base}/status/{job_id}", timeout=30)
-            polls += 1
-            if g.status_code != 200:
-                raise BenchError(f"GET /status/{job_id} -> {g.status_code}: {g.text[:500]}")
-            body = g.json()
-            if body["status"] == "completed":
-                e2e_s = time.perf_counter() - start
-                break
-            if body["status"] in ("failed", "cancelled"):
-                raise BenchError(f"job {job_id} {body['status']}: {body.get('error')}")
-            if time.perf_counter() > deadline:
-                raise BenchError(f"job {job_id} still {body['status']} after {self.timeout}s")
-            time.sleep(self.next_poll(body["progress"] or 0, time.perf_counter() - start))
-        job = self.session.get(f"{self.base}/api/v1/jobs/{job_id}", timeout=30).json()
-        result = job.get("result") or {}
-        if abs((result.get("duration_s") or 0) - expect_duration) > 0.5:
-            raise BenchError(
-                f"job {job_id}: MP3 of {result.get('duration_s')}s, not ~{expect_duration}s"
-            )
-        created_at = parse_ts(job["created_at"])
-        started_at = parse_ts(job["started_at"])
-        completed_at = parse_ts(job["completed_at"])
-        return {
-            "job_id": job_id,
-            "e2e_s": e2e_s,
-            "worker_s": float(result["seconds"]),  # the worker's ffmpeg run (1 ms resolution)
-            "post_s": post_s,  # the upload request's round trip, as the client saw it
-            # These add up to e2e_s (server timestamps: 1 ms resolution, same host clock).
-            "upload_s": created_at - posted_wall,  # body, storage, probe, file row -> job row
-            "queue_s": started_at - created_at,  # commit, publish, delivery, claim
-            "run_s": completed_at - started_at,  # claimed -> completed
-            "observe_s": posted_wall + e2e_s - completed_at,  # completed -> our poll saw it
-            "server_e2e_s": completed_at - posted_wall,
-            "polls": polls,
-            "attempt": job["attempt"],
-            "output_bytes": result.get("size"),
-        }
+    return {
+        "job_id": job_id,
+        "e2e_s": e2e_s,
+        "worker_s": float(result["seconds"]),  # the worker's ffmpeg run (1 ms resolution)
+        "post_s": sent.post_s,  # the upload request's round trip, as the client saw it
+        # upload_s: POST sent -> the job row (body, storage, probe, file row); then the
+        # queue, the run and the poll's lag (job_phases).
+        **job_phases(job, sent, e2e_s, first="upload_s"),
+        "polls": polls,
+        "attempt": job["attempt"],
+        "output_bytes": result.get("size"),
+    }
 
 
 # --- gateway processes -------------------------------------------------------------------------
@@ -465,15 +394,11 @@ def upload_once(
 # --- reporting ---------------------------------------------------------------------------------
 
 
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
-
-
 def summarize_convert(clip: dict[str, Any], runs: list[dict], direct: list[float]) -> dict:
     direct_s = median(direct)
     e2e = median([r["e2e_s"] for r in runs])
     worker = median([r["worker_s"] for r in runs])
-    keys = ("post_s", "upload_s", "queue_s", "run_s", "observe_s", "server_e2e_s")
+    keys = ("post_s", "upload_s", *PHASES)
     return {
         "clip": clip,
         "direct_s": direct_s,
@@ -485,7 +410,7 @@ def summarize_convert(clip: dict[str, Any], runs: list[dict], direct: list[float
         "target": f"<= {TARGET_RATIO} x direct",
         "verdict_worker": verdict(worker / direct_s <= TARGET_RATIO),
         "verdict_e2e": verdict(e2e / direct_s <= TARGET_RATIO),
-        "median_breakdown_s": {k: median([r[k] for r in runs]) for k in keys},
+        "median_breakdown_s": medians(runs, keys),
         "runs": runs,
         "direct_runs_s": direct,
     }
@@ -514,119 +439,70 @@ def summarize_upload(runs: list[dict[str, Any]], probe_s: list[float], cache: fl
     }
 
 
-def fmt(value: float | None, spec: str = ".3f") -> str:
-    return "-" if value is None else format(value, spec)
+def mb(key: str, spec: str = ".1f") -> Any:
+    """A column of `row[key]` bytes in MB ("-" for None or 0)."""
+    return lambda row: fmt(row[key] and row[key] / MB, spec)
+
+
+def clip_label(c: dict[str, Any]) -> str:
+    return f"{c['clip']['seconds']:g} s {c['clip']['size']}"
+
+
+CONVERT_COLUMNS = [
+    ("clip", clip_label),
+    ("bytes", lambda c: human_bytes(c["clip"]["bytes"])),
+    ("direct s", cell("direct_s")),
+    ("worker s", cell("worker_s")),
+    ("claimed->done s", lambda c: f"{c['median_breakdown_s']['run_s']:.3f}"),
+    ("e2e s", cell("e2e_s")),
+    ("ratio worker", cell("ratio_worker")),
+    ("ratio e2e", cell("ratio_e2e")),
+    ("target", cell("target", "")),
+    ("worker", cell("verdict_worker", "")),
+    ("e2e", cell("verdict_e2e", "")),
+]
+
+UPLOAD_COLUMNS = [
+    ("upload", cell("n", "")),
+    ("bytes", lambda r: human_bytes(r["bytes"])),
+    ("request s", cell("request_s")),
+    ("MB/s", cell("mb_s", ",.0f")),
+    ("body in s", cell("body_landed_s")),
+    ("body MB/s", cell("body_mb_s", ",.0f")),
+    ("after body s", cell("after_body_s")),
+    ("curl CPU s", cell("curl_cpu_s", ".2f")),
+    ("peak RSS MB", mb("max_peak_rss_bytes")),
+    ("growth MB", mb("max_growth_bytes", "+.1f")),
+]
+
+PROCESS_COLUMNS = [
+    ("upload", cell("n", "")),
+    ("pid", cell("pid", "")),
+    ("process", cell("role", "")),
+    ("baseline MB", mb("baseline_rss_bytes")),
+    ("peak MB", mb("peak_rss_bytes")),
+    ("growth MB", mb("growth_bytes", "+.1f")),
+    ("VmHWM MB", mb("hwm_after_bytes")),
+    ("CPU s", cell("cpu_s", ".2f")),
+]
 
 
 def convert_tables(c: dict[str, Any]) -> str:
-    clip = c["clip"]
-    label = f"{clip['seconds']:g} s {clip['size']}"
-    main = render_table(
-        [
-            "clip",
-            "bytes",
-            "direct s",
-            "worker s",
-            "claimed->done s",
-            "e2e s",
-            "ratio worker",
-            "ratio e2e",
-            "target",
-            "worker",
-            "e2e",
-        ],
-        [
-            [
-                label,
-                human_bytes(clip["bytes"]),
-                f"{c['direct_s']:.3f}",
-                f"{c['worker_s']:.3f}",
-                f"{c['median_breakdown_s']['run_s']:.3f}",
-                f"{c['e2e_s']:.3f}",
-                f"{c['ratio_worker']:.3f}",
-                f"{c['ratio_e2e']:.3f}",
-                c["target"],
-                c["verdict_worker"],
-                c["verdict_e2e"],
-            ]
-        ],
+    breakdown = breakdown_table(
+        [(clip_label(c), c["median_breakdown_s"], c["worker_s"], c["e2e_s"])],
+        label="clip",
+        first=("upload+probe s", "upload_s"),
+        queue="queue s",
+        inner="of which ffmpeg s",
     )
-    b = c["median_breakdown_s"]
-    breakdown = render_table(
-        [
-            "clip",
-            "POST rtt s",
-            "upload+probe s",
-            "queue s",
-            "claimed->done s",
-            "of which ffmpeg s",
-            "poll lag s",
-            "e2e s",
-        ],
-        [
-            [
-                label,
-                f"{b['post_s']:.3f}",
-                f"{b['upload_s']:.3f}",
-                f"{b['queue_s']:.3f}",
-                f"{b['run_s']:.3f}",
-                f"{c['worker_s']:.3f}",
-                f"{b['observe_s']:.3f}",
-                f"{c['e2e_s']:.3f}",
-            ]
-        ],
+    return (
+        f"{table([c], CONVERT_COLUMNS)}\n\nWhere the end-to-end time goes (medians):\n{breakdown}"
     )
-    return f"{main}\n\nWhere the end-to-end time goes (medians):\n{breakdown}"
 
 
 def upload_tables(u: dict[str, Any]) -> str:
-    rows = [
-        [
-            f"#{i + 1}",
-            human_bytes(r["bytes"]),
-            f"{r['request_s']:.3f}",
-            f"{r['mb_s']:,.0f}",
-            fmt(r["body_landed_s"]),
-            fmt(r["body_mb_s"], ",.0f"),
-            fmt(r["after_body_s"]),
-            f"{r['curl_cpu_s']:.2f}",
-            f"{r['max_peak_rss_bytes'] / MB:.1f}",
-            f"{r['max_growth_bytes'] / MB:+.1f}",
-        ]
-        for i, r in enumerate(u["runs"])
-    ]
-    main = render_table(
-        [
-            "upload",
-            "bytes",
-            "request s",
-            "MB/s",
-            "body in s",
-            "body MB/s",
-            "after body s",
-            "curl CPU s",
-            "peak RSS MB",
-            "growth MB",
-        ],
-        rows,
-    )
-    procs = render_table(
-        ["upload", "pid", "process", "baseline MB", "peak MB", "growth MB", "VmHWM MB", "CPU s"],
-        [
-            [
-                f"#{i + 1}",
-                str(p["pid"]),
-                p["role"],
-                f"{p['baseline_rss_bytes'] / MB:.1f}",
-                f"{p['peak_rss_bytes'] / MB:.1f}",
-                f"{p['growth_bytes'] / MB:+.1f}",
-                fmt(p["hwm_after_bytes"] and p["hwm_after_bytes"] / MB, ".1f"),
-                fmt(p["cpu_s"], ".2f"),
-            ]
-            for i, r in enumerate(u["runs"])
-            for p in r["processes"]
-        ],
-    )
+    runs = [{"n": f"#{i + 1}", **r} for i, r in enumerate(u["runs"])]
+    procs = [{"n": r["n"], **p} for r in runs for p in r["processes"]]
     verdicts = render_table(
         ["measure", "value", "target", "verdict"],
         [
@@ -655,8 +531,9 @@ def upload_tables(u: dict[str, Any]) -> str:
         f" (median of {len(u['direct_probe_runs_s'])})"
     )
     return (
-        f"{main}\n\nGateway processes (RSS sampled every --sample-ms):\n{procs}\n\n"
-        f"{verdicts}\n\n{probe_line}"
+        f"{table(runs, UPLOAD_COLUMNS)}\n\n"
+        f"Gateway processes (RSS sampled every --sample-ms):\n{table(procs, PROCESS_COLUMNS)}"
+        f"\n\n{verdicts}\n\n{probe_line}"
     )
 
 
@@ -683,23 +560,6 @@ both +- one sampling interval. peak / growth = highest RSS sampled during the re
 that minus the median before it; VmHWM = the kernel's peak RSS for the process's life."""
 
 
-def effective_settings(env: dict[str, str]) -> dict[str, Any]:
-    s = Settings.from_env(env)
-    keep = (
-        "convert_default_bitrate",
-        "convert_progress_interval_ms",
-        "max_file_size",
-        "storage_dir",
-        "worker_concurrency",
-        "worker_heartbeat_seconds",
-        "job_lease_seconds",
-        "db_pool_max",
-        "rate_limit_job_create",
-        "rate_limit_status",
-    )
-    return {k: getattr(s, k) for k in keep}
-
-
 # --- the run -----------------------------------------------------------------------------------
 
 
@@ -712,12 +572,12 @@ def run_convert(
     duration = clip_info["duration_s"]
     # Untimed: the binary, the clip and the worker's code paths all warm.
     warm_s, direct_size = time_direct(clip, out_dir, bitrate)
-    api.convert(clip.name, data, duration, 0.8 * warm_s)
+    run_job(api, clip.name, data, duration, 0.8 * warm_s)
     direct, runs = [], []
     for i in range(repeat):
         seconds, size = time_direct(clip, out_dir, bitrate)
         direct.append(seconds)
-        runs.append(api.convert(clip.name, data, duration, 0.8 * seconds))
+        runs.append(run_job(api, clip.name, data, duration, 0.8 * seconds))
         r = runs[-1]
         log(
             f"convert #{i + 1}: direct {seconds:.3f}s, worker {r['worker_s']:.3f}s,"
@@ -736,11 +596,7 @@ def run_upload(api: Api, stack: Stack, big: Path, args: argparse.Namespace) -> d
     cache = residency([big])
     if cache is not None:
         log(f"upload file: {cache:.0%} in the page cache (fincore)")
-    probe_s = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        probe(big)
-        probe_s.append(time.perf_counter() - t0)
+    probe_s = [timed(probe, big)[0] for _ in range(3)]
     master = stack.procs["gateway"].pid
     pids = {master: "gunicorn master"} | {pid: "gunicorn worker" for pid in children(master)}
     if len(pids) < 2:
@@ -756,11 +612,8 @@ def run_upload(api: Api, stack: Stack, big: Path, args: argparse.Namespace) -> d
     return summarize_upload(runs, probe_s, cache)
 
 
-def run(args: argparse.Namespace, cleanup: Cleanup, state: dict[str, Any]) -> None:
-    run_id = uuid.uuid4().hex[:10]
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    tmp = Path(tempfile.mkdtemp(prefix="jobgate-convert-bench-", dir=args.tmp_parent))
-    cleanup.push(f"remove {tmp}", lambda: shutil.rmtree(tmp))
+def run(bench: Bench) -> None:
+    args, tmp = bench.args, bench.tmp
     log(f"working in {tmp}")
 
     # (1) the media
@@ -786,111 +639,61 @@ def run(args: argparse.Namespace, cleanup: Cleanup, state: dict[str, Any]) -> No
     gen_s = time.perf_counter() - t0
     log(f"made and synced the media in {gen_s:.1f}s")
 
-    # (2) throwaway database and vhost
-    db_name = f"jobgate_bench_{run_id}"
-    admin_sql(f'CREATE DATABASE "{db_name}" OWNER jobgate')
-    cleanup.push(
-        f"drop database {db_name}",
-        lambda: admin_sql(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'),
-    )
-    database_url = f"{PG_HOST_URL}/{db_name}"
-    apply_migrations(database_url)
-    vhost = f"jobgate-bench-{run_id}"
-    rabbitmqctl("add_vhost", vhost)
-    cleanup.push(f"delete vhost {vhost}", lambda: rabbitmqctl("delete_vhost", vhost))
-    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-
-    # (3) the stack: auth, gateway, one convert worker
+    # (2) throwaway database and vhost, auth, gateway, one convert worker
     (tmp / "filespace").mkdir()
-    password = secrets.token_urlsafe(18)
     limit_mib = max(1024, math.ceil((big.stat().st_size if big else 0) / MIB) + 1)
-    overrides = {"MAX_FILE_SIZE": str(limit_mib), **BENCH_RATE_LIMITS}
-    stack = Stack(
-        tmp,
-        {
-            "DATABASE_URL": database_url,
-            "AMQP_URL": f"{AMQP_HOST_URL}/{vhost}",
-            "CACHE_ROOT": str(tmp / "filespace"),
-            "STORAGE_DIR": str(tmp / "storage"),
-            "BOOTSTRAP_ADMIN_PASSWORD": password,
-            **overrides,
-        },
+    stack = bench.start_stack(
+        "convert",
+        {"CACHE_ROOT": str(tmp / "filespace"), "STORAGE_DIR": str(tmp / "storage")},
+        overrides={"MAX_FILE_SIZE": str(limit_mib)},
     )
-    state["stack"] = stack
-    cleanup.push("stop the stack", stack.stop)
-    if args.keep_logs:
-        logs_to = RESULTS_DIR / f"convert-{stamp}-logs"
-        cleanup.push(
-            "keep logs", lambda: shutil.copytree(stack.logdir, logs_to, dirs_exist_ok=True)
-        )
-    t0 = time.perf_counter()
-    stack.start_auth()
-    stack.start_gateway()
-    stack.start_worker("convert")
-    settings = effective_settings(stack.env)
-    api = Api(stack.url, password, args)
+    settings = effective_settings(stack.env, SETTINGS)
+    api = Api(stack.url, args, admin_password=bench.admin_password)
     api.login()
-    log(f"stack up in {time.perf_counter() - t0:.1f}s ({stack.url})")
+    log(f"stack up in {time.perf_counter() - bench.stack_t0:.1f}s ({stack.url})")
     log("settings: " + ", ".join(f"{k}={v}" for k, v in list(settings.items())[:4]))
 
-    # (4) measure
+    # (3) measure
     convert = upload = None
+    bitrate = settings["convert_default_bitrate"]
+    sections = []
     if clip is not None:
-        convert = run_convert(
-            api, clip, clip_info, tmp, settings["convert_default_bitrate"], args.repeat
+        convert = run_convert(api, clip, clip_info, tmp, bitrate, args.repeat)
+        sections.append(
+            f"Conversion to MP3 at {bitrate}, medians of {args.repeat}:\n{convert_tables(convert)}"
         )
     if big is not None:
         upload = run_upload(api, stack, big, args)
-
-    # (5) report
-    print()
-    print(CONDITIONS)
-    if convert:
-        print()
-        print(
-            f"Conversion to MP3 at {settings['convert_default_bitrate']}, medians of {args.repeat}:"
+        sections.append(
+            f"Upload to POST /api/v1/files with curl ({args.upload_repeat} run(s)):\n"
+            + upload_tables(upload)
         )
-        print(convert_tables(convert))
-    if upload:
-        print()
-        print(f"Upload to POST /api/v1/files with curl ({args.upload_repeat} run(s)):")
-        print(upload_tables(upload))
-    print()
-    print(LEGEND)
+
+    # (4) report
+    bench.print_report(CONDITIONS, sections, LEGEND)
     machine = machine_info(tmp)
-    machine.pop("cat_version", None)
     machine["ffmpeg"] = ffmpeg_binary()
-    machine["ffmpeg_version"] = (command_output([ffmpeg_binary(), "-version"]) or "").split("\n")[0]
-    machine["curl_version"] = (command_output(["curl", "--version"]) or "").split("\n")[0]
-    report = {
-        "benchmark": "convert",
-        "timestamp_utc": stamp,
-        "conditions": CONDITIONS.replace("\n", " "),
-        "machine": machine,
-        "args": vars(args),
-        "settings": settings,
-        "bench_env_overrides": overrides,
-        "media_generation_s": gen_s,
-        "targets": {
+    machine["ffmpeg_version"] = first_line([ffmpeg_binary(), "-version"])
+    machine["curl_version"] = first_line(["curl", "--version"])
+    bench.write_report(
+        conditions=CONDITIONS,
+        machine=machine,
+        settings=settings,
+        media_generation_s=gen_s,
+        targets={
             "convert_ratio_max": TARGET_RATIO,
             "upload_mb_s_min": TARGET_UPLOAD_MB_S,
             "gateway_peak_rss_mb_max": TARGET_PEAK_RSS_MB,
             "gateway_rss_growth_mb_max": TARGET_RSS_GROWTH_MB,
         },
-        "units": {"MB": "10^6 bytes"},
-        "convert": convert,
-        "upload": upload,
-    }
-    if not args.no_json:
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        path = RESULTS_DIR / f"convert-{stamp}.json"
-        path.write_text(json.dumps(report, indent=2) + "\n")
-        print()
-        print(f"wrote {path.relative_to(REPO)}")
+        units={"MB": "10^6 bytes"},
+        convert=convert,
+        upload=upload,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_main(argv, parse_args, run)
+    return run_main("convert", argv, parse_args, run)
 
 
 if __name__ == "__main__":
