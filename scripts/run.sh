@@ -21,7 +21,7 @@ LOG_FORMAT=text
 ENV
   chmod 600 var/dev.env
 fi
-set -a; . var/dev.env; set +a
+. scripts/load-env.sh var/dev.env  # what you export wins over the file
 export PATH="$PWD/.venv/bin:$PATH"
 if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then export RATE_LIMIT_STORAGE_URI=memory://; fi
 rm -rf var/prometheus/* && export PROMETHEUS_MULTIPROC_DIR=$PWD/var/prometheus
