@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 from jobgate import db, jobs
+from jobgate.jobs import job_items, submission
 
 
 def make_user(
@@ -20,6 +21,11 @@ def make_user(
         )
 
 
+def cache_params(items: list[tuple[str, int]]) -> dict[str, Any]:
+    """Params that the cache kind's contract accepts, naming the items' files."""
+    return {"files": [path for path, _ in items] or ["placeholder"], "directories": []}
+
+
 def make_job(
     database: db.Database,
     *,
@@ -30,18 +36,18 @@ def make_job(
 ) -> dict[str, Any]:
     items = items or []
     with database.transaction() as conn:
-        job = jobs.create_job(
+        job = submission.create_job(
             conn,
             job_id=jobs.new_job_id(),
             kind=kind,
             owner_id=str(owner_id),
-            params=fields.pop("params", {}),
+            params=fields.pop("params", None) or cache_params(items),
             items_total=len(items),
             bytes_total=sum(size for _, size in items),
             **fields,
         )
         if items:
-            jobs.insert_items(conn, job_id=str(job["id"]), items=items)
+            job_items.insert_items(conn, job_id=str(job["id"]), items=items)
     return job
 
 

@@ -7,9 +7,9 @@ import threading
 import pytest
 from werkzeug.serving import make_server
 
+from jobgate import kinds
 from jobgate_auth import create_app as create_auth_app
-from jobgate_worker.kinds import HANDLERS
-from jobgate_worker.runtime import Worker
+from jobgate_worker.consumer import Worker
 
 ADMIN_PASSWORD = "admin-password-for-tests"
 DEMO_KEY = "demo-api-key-2024"
@@ -48,7 +48,7 @@ def start_worker(worker_settings, db):
     started: list[tuple[Worker, threading.Thread]] = []
 
     def start(kind: str, **overrides) -> Worker:
-        worker = Worker(worker_settings.replace(**overrides), kind, HANDLERS[kind], database=db)
+        worker = Worker(worker_settings.replace(**overrides), kinds.get(kind), database=db)
         thread = threading.Thread(target=worker.run, daemon=True)
         thread.start()
         started.append((worker, thread))

@@ -12,6 +12,7 @@ import pytest
 from jobgate import db as dbmod
 from jobgate import jobs, outbox
 from jobgate.broker import DEAD_QUEUE, Publisher, declare_topology, job_queue, retry_queue
+from jobgate.jobs import attempts, reaper, submission
 from tests.factories import make_job, make_user
 
 
@@ -106,18 +107,18 @@ def test_claim_is_exclusive_and_transitions_are_guarded(db):
     job = make_job(db, owner_id=user["id"], max_attempts=2)
     job_id = str(job["id"])
     with db.transaction() as conn:
-        first = jobs.claim_job(conn, job_id=job_id, worker_id="w1", lease_s=30)
-        second = jobs.claim_job(conn, job_id=job_id, worker_id="w2", lease_s=30)
+        first = attempts.claim_job(conn, job_id=job_id, worker_id="w1", lease_s=30)
+        second = attempts.claim_job(conn, job_id=job_id, worker_id="w2", lease_s=30)
     assert first["attempt"] == 1 and second is None
     with db.transaction() as conn:
-        assert jobs.finish_job(conn, job_id=job_id, worker_id="w2", status="completed") is None
-        done = jobs.finish_job(
+        assert attempts.finish_job(conn, job_id=job_id, worker_id="w2", status="completed") is None
+        done = attempts.finish_job(
             conn, job_id=job_id, worker_id="w1", status="completed", result={"ok": 1}
         )
         assert done["status"] == "completed"
         # A late duplicate can neither claim nor cancel a finished job.
-        assert jobs.claim_job(conn, job_id=job_id, worker_id="w3", lease_s=30) is None
-        assert jobs.request_cancel(conn, job_id=job_id) is None
+        assert attempts.claim_job(conn, job_id=job_id, worker_id="w3", lease_s=30) is None
+        assert submission.request_cancel(conn, job_id=job_id) is None
 
 
 def test_reaper_requeues_a_job_whose_worker_died(db):
@@ -125,18 +126,18 @@ def test_reaper_requeues_a_job_whose_worker_died(db):
     job = make_job(db, owner_id=user["id"], max_attempts=2)
     job_id = str(job["id"])
     with db.transaction() as conn:
-        jobs.claim_job(conn, job_id=job_id, worker_id="dead", lease_s=0.01)
+        attempts.claim_job(conn, job_id=job_id, worker_id="dead", lease_s=0.01)
     time.sleep(0.05)
     with db.transaction() as conn:
-        lost = jobs.requeue_lost(conn, app_id="test", stale_s=300)
+        lost = reaper.requeue_lost(conn, app_id="test", stale_s=300)
         assert [str(j["id"]) for j in lost] == [job_id]
         assert jobs.get_job(conn, job_id=job_id)["status"] == "pending"
         assert outbox.pending_count(conn) == 1
         # Its second attempt also dies: that was the last one, so the job fails for good.
-        jobs.claim_job(conn, job_id=job_id, worker_id="dead-too", lease_s=0.01)
+        attempts.claim_job(conn, job_id=job_id, worker_id="dead-too", lease_s=0.01)
     time.sleep(0.05)
     with db.transaction() as conn:
-        jobs.requeue_lost(conn, app_id="test", stale_s=300)
+        reaper.requeue_lost(conn, app_id="test", stale_s=300)
         final = jobs.get_job(conn, job_id=job_id)
     assert final["status"] == "failed"
     assert final["error"] == "worker lost during attempt 2"

@@ -12,8 +12,8 @@ import pika
 import pytest
 
 from jobgate import db as dbmod
-from jobgate import jobs
 from jobgate.broker import DEAD_QUEUE
+from jobgate.jobs import job_items, job_logs, submission
 from jobgate.paths import CacheRoot
 from tests.factories import enqueue, make_job, make_user, wait_for_job
 
@@ -65,7 +65,7 @@ def test_resumed_job_skips_files_already_read(db, worker_settings, run_worker, t
     found, _ = root.expand([], ["media"])
     job = make_job(db, owner_id=owner["id"], items=[(f.relpath, f.size) for f in found])
     with db.transaction() as conn:  # an earlier attempt read the first 25 files, then died
-        jobs.mark_items(conn, job_id=str(job["id"]), done=list(range(25)))
+        job_items.mark_items(conn, job_id=str(job["id"]), done=list(range(25)))
     already = sum(f.size for f in found[:25])
     enqueue(db, worker_settings.amqp_url, job)
     run_worker()
@@ -88,8 +88,8 @@ def test_unreadable_files_fail_the_job_after_its_retries(db, worker_settings, ru
     assert done["attempt"] == 2
     assert done["error"] == "1 of 5 files could not be read"
     with db.transaction() as conn:
-        failed = jobs.failed_items(conn, job_id=str(job["id"]))
-        logs = jobs.get_logs(conn, job_id=str(job["id"]))
+        failed = job_items.failed_items(conn, job_id=str(job["id"]))
+        logs = job_logs.get_logs(conn, job_id=str(job["id"]))
     assert [f["path"] for f in failed] == ["media/d0/nested/f002.bin"]
     assert "No such file" in failed[0]["error"]
     assert done["items_done"] == 4
@@ -116,14 +116,16 @@ def test_cancel_stops_a_running_job_within_a_second(db, worker_settings, run_wor
     wait_for_job(db, job["id"], {"running"})
     time.sleep(0.5)
     with db.transaction() as conn:
-        jobs.request_cancel(conn, job_id=str(job["id"]))
+        submission.request_cancel(conn, job_id=str(job["id"]))
     asked = time.monotonic()
     done = wait_for_job(db, job["id"], {"cancelled", "completed", "failed"})
     assert done["status"] == "cancelled"
     assert time.monotonic() - asked < 1.5
     assert done["items_done"] < done["items_total"]
     with db.transaction() as conn:  # what it shows is exactly what was read in full
-        assert jobs.item_totals(conn, job_id=str(job["id"]))["bytes_done"] == done["bytes_done"]
+        assert (
+            job_items.item_totals(conn, job_id=str(job["id"]))["bytes_done"] == done["bytes_done"]
+        )
 
 
 def test_shutdown_hands_a_long_job_back(db, worker_settings, run_worker, tmp_path):

@@ -15,6 +15,7 @@ import pytest
 
 from jobgate import files, jobs, media, outbox
 from jobgate.broker import Publisher
+from jobgate.jobs import job_logs, submission
 from jobgate.storage import DirectoryStorage
 from tests.factories import enqueue, make_job, make_user, wait_for_job
 
@@ -247,7 +248,7 @@ def test_a_corrupt_input_fails_with_ffmpegs_reason(
     assert source["storage_key"] not in done["error"]
     if recorded:
         with db.transaction() as conn:
-            logs = jobs.get_logs(conn, job_id=str(job["id"]))
+            logs = job_logs.get_logs(conn, job_id=str(job["id"]))
         assert any("retry in" in entry["message"] for entry in logs)
     assert outputs(db, job["id"]) == []
     assert scratch_left(worker_settings) == []
@@ -289,7 +290,7 @@ def test_cancel_stops_ffmpeg_within_a_second(
     [pid] = ffmpeg_pids(worker_settings)
     assert len(scratch_left(worker_settings)) == 1  # the scratch directory, in use
     with db.transaction() as conn:
-        jobs.request_cancel(conn, job_id=str(job["id"]))
+        submission.request_cancel(conn, job_id=str(job["id"]))
     asked = time.monotonic()
     done = wait_for_job(db, job["id"], {"cancelled", "completed", "failed"})
     assert done["status"] == "cancelled", done["error"]

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from jobgate.config import DEFAULT_CLIENT_PREFIXES
+from jobgate.kinds.cache import DEFAULT_CLIENT_PREFIXES
 from jobgate.paths import CacheRoot, PathError, normalize_client_path
 
 SEED_EXAMPLES = [

@@ -6,10 +6,9 @@ import swagger_ui_bundle
 from flask import Flask, Response, send_from_directory
 
 from jobgate.config import Settings
-from jobgate.web import Api, init_web, register_error_formatter
+from jobgate.web import Api, init_web
 from jobgate_gateway import auth, auth_proxy, health, ratelimit
-from jobgate_gateway.cache import resources as cache_resources
-from jobgate_gateway.convert import resources as convert_resources
+from jobgate_gateway.compat import seed000, seed001
 from jobgate_gateway.files import resources as file_resources
 from jobgate_gateway.jobs import resources as job_resources
 from jobgate_gateway.metrics import init_metrics
@@ -48,7 +47,6 @@ def create_app(config: Settings | None = None, *, services: Services | None = No
     init_metrics(app)
     app.before_request(auth.resolve_principal)  # before the rate limiter: limits count per key
     ratelimit.init_rate_limits(app)
-    register_error_formatter(app, "/api/v1/cache", cache_resources.seed_error_body)
 
     api = Api(app)
     api.spec.components.security_scheme(
@@ -57,17 +55,20 @@ def create_app(config: Settings | None = None, *, services: Services | None = No
     api.spec.components.security_scheme(
         "Bearer", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     )
+    api.spec.components.security_scheme("Basic", {"type": "http", "scheme": "basic"})
     api.spec.options["security"] = [{"ApiKey": []}, {"Bearer": []}]
     app.add_url_rule("/docs/static/<path:filename>", "swagger_ui_static", swagger_ui_static)
     blueprints = (
         health.blp,
         auth_proxy.blp,
         job_resources.blp,
-        cache_resources.blp,
         file_resources.blp,
-        convert_resources.blp,
+        seed000.health_blp,
+        seed000.blp,
+        seed001.blp,
     )
     for blp in blueprints:
         api.register_blueprint(blp)
     ratelimit.limiter.exempt(health.blp)
+    ratelimit.limiter.exempt(seed000.health_blp)
     return app

@@ -1,4 +1,5 @@
-"""Liveness, readiness, info and Prometheus metrics at the root; seed 000's health under /api/v1."""
+"""Liveness, readiness, info and Prometheus metrics at the root (seed 000's health check is in
+`compat.seed000`)."""
 
 from __future__ import annotations
 
@@ -7,23 +8,92 @@ import time
 from typing import Any
 
 import requests
-from flask import Response, g, jsonify
+from flask import Response, g
+from marshmallow import Schema, fields, validate
 
-from jobgate import db, files, workers
-from jobgate.broker import KINDS
+from jobgate import db, files, kinds, workers
 from jobgate.sizes import readable_size
 from jobgate.web import Blueprint
 from jobgate_gateway import metrics
-from jobgate_gateway.jobs.resources import SUBMITTERS
-from jobgate_gateway.services import services
+from jobgate_gateway.services import Services, services
 from jobgate_gateway.timefmt import iso_ms
 
 blp = Blueprint("health", __name__, description="Health, readiness, info and metrics")
 VERSION = "0.1.0"
 PUBLIC = blp.doc(security=[])  # no credentials needed (OpenAPI)
+STATES = validate.OneOf(["connected", "disconnected", "unknown"])
 
 
-def _dependencies() -> tuple[dict[str, str], bool, str]:
+class HealthSchema(Schema):
+    status = fields.String(
+        required=True, validate=validate.OneOf(["healthy", "degraded", "unhealthy"])
+    )
+    service = fields.String(required=True)
+    version = fields.String(required=True)
+    services = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(validate=STATES),
+        required=True,
+        metadata={"description": "auth, converter, rabbitmq, database (seed 001)"},
+    )
+    timestamp = fields.String(required=True)
+
+
+class ServiceStateSchema(Schema):
+    status = fields.String(required=True, validate=STATES)
+    latency_ms = fields.Float()
+    count = fields.Integer()
+    busy = fields.Integer()
+
+
+class ServicesReportSchema(Schema):
+    services = fields.Dict(
+        keys=fields.String(), values=fields.Nested(ServiceStateSchema), required=True
+    )
+    timestamp = fields.String(required=True)
+
+
+class UploadTotalsSchema(Schema):
+    count = fields.Integer(required=True)
+    bytes = fields.Integer(required=True)
+    bytes_readable = fields.String(required=True)
+    by_status = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        required=True,
+        metadata={"description": "conversions by job status"},
+    )
+
+
+class UploadStatsSchema(Schema):
+    uploads = fields.Nested(UploadTotalsSchema, required=True)
+    scope = fields.String(required=True, validate=validate.OneOf(["own", "all"]))
+
+
+class ReadySchema(Schema):
+    ready = fields.Boolean(required=True)
+    database = fields.String(required=True, validate=STATES)
+    broker = fields.String(required=True, validate=STATES)
+
+
+class KindInfoSchema(Schema):
+    name = fields.String(required=True)
+    description = fields.String(required=True)
+    queue = fields.String(required=True)
+    seed = fields.String(required=True, allow_none=True)
+
+
+class InfoSchema(Schema):
+    service = fields.String(required=True)
+    version = fields.String(required=True)
+    job_kinds = fields.List(fields.String(), required=True)
+    supported_kinds = fields.List(fields.String(), required=True)
+    kinds = fields.List(fields.Nested(KindInfoSchema), required=True)
+    openapi = fields.String(required=True)
+    docs = fields.String(required=True)
+
+
+def dependencies() -> tuple[dict[str, str], bool, str]:
     """Each dependency's state, whether all are up, and the time of the check."""
     svc = services()
     deps = {
@@ -36,10 +106,12 @@ def _dependencies() -> tuple[dict[str, str], bool, str]:
 
 @blp.route("/health")
 @PUBLIC
-def health() -> Response:
+@blp.response(200, HealthSchema)
+@blp.alt_response(503, schema=HealthSchema, description="database or broker down")
+def health() -> tuple[dict[str, Any], int]:
     """Overall health (seed 001's shape): 503 when the database or the broker is down;
     `degraded` (200) when auth-service or every convert worker is."""
-    deps, healthy, now = _dependencies()
+    deps, healthy, now = dependencies()
     svc = services()
     extra = {"auth": _auth_state(svc), "converter": _worker_state(svc, "convert")}
     degraded = healthy and any(v != "connected" for v in extra.values())
@@ -50,12 +122,13 @@ def health() -> Response:
         "services": {**extra, "rabbitmq": deps["broker"], "database": deps["database"]},
         "timestamp": now,
     }
-    return jsonify(body), 200 if healthy else 503
+    return body, 200 if healthy else 503
 
 
 @blp.route("/health/services")
 @PUBLIC
-def health_services() -> Response:
+@blp.response(200, ServicesReportSchema)
+def health_services() -> dict[str, Any]:
     """Each dependency in detail: state, answer time, and live workers per kind."""
     svc = services()
     checks = {
@@ -76,7 +149,7 @@ def health_services() -> Response:
             live = workers.live_workers(conn)
     except db.OperationalError:
         live = []
-    for kind in ("cache", "convert"):
+    for kind in kinds.names():
         mine = [w for w in live if w["kind"] == kind]
         report[f"{kind}_workers"] = {
             "status": "connected" if mine else "disconnected",
@@ -84,10 +157,10 @@ def health_services() -> Response:
             "busy": sum(1 for w in mine if w["status"] == "busy"),
         }
     report["converter"] = report["convert_workers"]
-    return jsonify({"services": report, "timestamp": iso_ms(dt.datetime.now(dt.UTC))})
+    return {"services": report, "timestamp": iso_ms(dt.datetime.now(dt.UTC))}
 
 
-def _auth_state(svc) -> str:
+def _auth_state(svc: Services) -> str:
     try:
         answer = svc.authenticator.session.get(f"{svc.settings.auth_service_url}/health", timeout=2)
         return "connected" if answer.status_code == 200 else "disconnected"
@@ -95,7 +168,7 @@ def _auth_state(svc) -> str:
         return "disconnected"
 
 
-def _worker_state(svc, kind: str) -> str:
+def _worker_state(svc: Services, kind: str) -> str:
     """A kind's workers are `connected` when one heart-beat within the last 30 s."""
     try:
         with svc.db.transaction() as conn:
@@ -106,7 +179,8 @@ def _worker_state(svc, kind: str) -> str:
 
 @blp.route("/stats/uploads")
 @PUBLIC
-def upload_stats() -> Response:
+@blp.response(200, UploadStatsSchema)
+def upload_stats() -> dict[str, Any]:
     """Uploads (count, bytes) and conversions by status: the caller's own when
     authenticated as a user, everyone's for an admin or an anonymous call (totals only)."""
     principal = g.get("principal")
@@ -115,49 +189,53 @@ def upload_stats() -> Response:
     with svc.db.transaction() as conn:
         stats = files.upload_stats(conn, owner_id=owner)
     stats["bytes_readable"] = readable_size(stats["bytes"])
-    return jsonify({"uploads": stats, "scope": "own" if owner else "all"})
-
-
-@blp.route("/api/v1/health")
-@PUBLIC
-def api_health() -> Response:
-    """Seed 000's health check, plus the broker's state."""
-    deps, healthy, now = _dependencies()
-    body = {
-        "success": healthy,
-        "status": "healthy" if healthy else "unhealthy",
-        "service": "api-gateway",
-        **deps,
-        "timestamp": now,
-    }
-    return jsonify(body), 200 if healthy else 503
+    return {"uploads": stats, "scope": "own" if owner else "all"}
 
 
 @blp.route("/ready")
 @PUBLIC
-def ready() -> Response:
+@blp.response(200, ReadySchema)
+@blp.alt_response(503, schema=ReadySchema, description="a dependency is unreachable")
+def ready() -> tuple[dict[str, Any], int]:
     """Readiness for load balancers and Kubernetes: dependencies reachable."""
-    deps, ok, _ = _dependencies()
-    return jsonify({"ready": ok, **deps}), 200 if ok else 503
+    deps, ok, _ = dependencies()
+    return {"ready": ok, **deps}, 200 if ok else 503
 
 
 @blp.route("/info")
 @PUBLIC
-def info() -> Response:
-    return jsonify(
-        {
-            "service": "jobgate-gateway",
-            "version": VERSION,
-            "job_kinds": list(KINDS),
-            "supported_kinds": sorted(SUBMITTERS),
-            "openapi": "/openapi.json",
-            "docs": "/docs",
-        }
-    )
+@blp.response(200, InfoSchema)
+def info() -> dict[str, Any]:
+    """The gateway's version and the job kinds it serves (from the kind registry)."""
+    return {
+        "service": "jobgate-gateway",
+        "version": VERSION,
+        "job_kinds": list(kinds.names()),
+        "supported_kinds": list(kinds.names()),
+        "kinds": [
+            {
+                "name": spec.name,
+                "description": spec.description,
+                "queue": spec.queue_name,
+                "seed": spec.seed,
+            }
+            for spec in kinds.specs()
+        ],
+        "openapi": "/openapi.json",
+        "docs": "/docs",
+    }
 
 
 @blp.route("/metrics")
 @PUBLIC
+@blp.doc(
+    responses={
+        "200": {
+            "description": "Prometheus text exposition format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    }
+)
 def prometheus_metrics() -> Response:
     body, content_type = metrics.render(services().db)
     return Response(body, content_type=content_type)

@@ -16,7 +16,9 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 
+from jobgate import kinds
 from jobgate.db import Database, fetch_all
+from jobgate.jobs import STATUSES
 
 REQUESTS = Counter("jobgate_http_requests_total", "HTTP requests", ["method", "endpoint", "status"])
 LATENCY = Histogram("jobgate_http_request_seconds", "HTTP request latency", ["method", "endpoint"])
@@ -58,10 +60,14 @@ class JobsCollector:
         done = GaugeMetricFamily("jobgate_jobs_completed", "Completed jobs", labels=["kind"])
         try:
             with self.db.transaction() as conn:
+                # Every registered kind and status has a series, zero until a job has it.
+                counts = {(k, s): 0 for k in kinds.names() for s in STATUSES}
                 for row in fetch_all(
                     conn, "SELECT kind, status, count(*) AS n FROM jobs GROUP BY 1, 2"
                 ):
-                    jobs.add_metric([row["kind"], row["status"]], row["n"])
+                    counts[row["kind"], row["status"]] = row["n"]
+                for (kind, status), n in counts.items():
+                    jobs.add_metric([kind, status], n)
                 for row in fetch_all(
                     conn,
                     "SELECT kind, count(*) AS n, coalesce(sum(extract(epoch FROM completed_at"

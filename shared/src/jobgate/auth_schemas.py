@@ -1,4 +1,5 @@
-"""Marshmallow schemas for every request body and response of auth-service.
+"""Marshmallow schemas of auth-service's request bodies and responses, shared with the gateway
+(which documents and validates the same operations when it forwards them).
 
 Inputs are strict (unknown fields, wrong types → 400): a typo in a scope or a field
 name must fail loudly rather than silently grant or drop something.

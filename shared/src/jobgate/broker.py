@@ -19,6 +19,9 @@ from typing import Any
 import pika
 import pika.exceptions
 
+from jobgate import kinds
+from jobgate.kinds import KindSpec
+
 log = logging.getLogger(__name__)
 
 JOBS_EXCHANGE = "jobgate.jobs"
@@ -28,8 +31,6 @@ DEAD_QUEUE = "jobgate.jobs.dead"
 EVENTS_EXCHANGE = "jobgate.events"
 CONTROL_EXCHANGE = "jobgate.control"
 RPC_CONTAINERS_QUEUE = "jobgate.rpc.containers"
-KINDS = ("cache", "convert", "scrape", "container", "task")
-MAX_PRIORITY = 9
 RETRY_DELAY_HEADER = "x-retry-delay"
 
 # Errors after which the connection is unusable and must be opened again.
@@ -43,15 +44,15 @@ CONNECTION_ERRORS = (
 
 
 def job_queue(kind: str) -> str:
-    return f"{JOBS_EXCHANGE}.{kind}"
+    return kinds.get(kind).queue_name
 
 
-def work_queue_arguments(queue_type: str) -> dict[str, Any]:
+def work_queue_arguments(spec: KindSpec, queue_type: str) -> dict[str, Any]:
     args: dict[str, Any] = {"x-dead-letter-exchange": DLX_EXCHANGE}
     if queue_type == "quorum":
         args["x-queue-type"] = "quorum"
     else:
-        args["x-max-priority"] = MAX_PRIORITY
+        args["x-max-priority"] = spec.queue.max_priority
     return args
 
 
@@ -68,8 +69,9 @@ def retry_queue_arguments(delay_s: int) -> dict[str, Any]:
     }
 
 
-def declare_topology(channel: Any, *, queue_type: str = "classic", kinds=KINDS) -> None:
-    """Declare every exchange and queue; safe to call from every process at every start."""
+def declare_topology(channel: Any, *, queue_type: str = "classic") -> None:
+    """Declare every exchange and every registered kind's queue; safe to call from every
+    process at every start."""
     channel.exchange_declare(JOBS_EXCHANGE, "direct", durable=True)
     channel.exchange_declare(RETRY_EXCHANGE, "headers", durable=True)
     channel.exchange_declare(DLX_EXCHANGE, "fanout", durable=True)
@@ -77,11 +79,11 @@ def declare_topology(channel: Any, *, queue_type: str = "classic", kinds=KINDS) 
     channel.exchange_declare(CONTROL_EXCHANGE, "fanout", durable=True)
     channel.queue_declare(DEAD_QUEUE, durable=True)
     channel.queue_bind(DEAD_QUEUE, DLX_EXCHANGE)
-    for kind in kinds:
+    for spec in kinds.specs():
         channel.queue_declare(
-            job_queue(kind), durable=True, arguments=work_queue_arguments(queue_type)
+            spec.queue_name, durable=True, arguments=work_queue_arguments(spec, queue_type)
         )
-        channel.queue_bind(job_queue(kind), JOBS_EXCHANGE, routing_key=kind)
+        channel.queue_bind(spec.queue_name, JOBS_EXCHANGE, routing_key=spec.name)
 
 
 def declare_retry_queue(channel: Any, delay_s: int) -> str:
@@ -103,10 +105,12 @@ def definitions(*, queue_type: str = "classic", vhost: str = "/") -> dict[str, A
         (CONTROL_EXCHANGE, "fanout"),
     ]
     queues = [{"name": DEAD_QUEUE, "arguments": {}}] + [
-        {"name": job_queue(k), "arguments": work_queue_arguments(queue_type)} for k in KINDS
+        {"name": s.queue_name, "arguments": work_queue_arguments(s, queue_type)}
+        for s in kinds.specs()
     ]
     bindings = [{"source": DLX_EXCHANGE, "destination": DEAD_QUEUE, "routing_key": ""}] + [
-        {"source": JOBS_EXCHANGE, "destination": job_queue(k), "routing_key": k} for k in KINDS
+        {"source": JOBS_EXCHANGE, "destination": s.queue_name, "routing_key": s.name}
+        for s in kinds.specs()
     ]
     return {
         "vhosts": [{"name": vhost}],

@@ -11,11 +11,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-DEFAULT_CLIENT_PREFIXES = (
-    "/Volumes/dmpfs/tc-east-1",
-    "C:\\dmpfs\\tc-east-1",
-    "/mnt/lucidlink/tc-east-1",
-)
+from jobgate import kinds
 
 
 def _split(value: str, sep: str = ",") -> tuple[str, ...]:
@@ -27,8 +23,8 @@ def _bool(value: str) -> bool:
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
-    """All configuration of all services; each service reads the fields it needs."""
+class CoreSettings:
+    """Configuration every service shares; each kind adds its own block (`jobgate.kinds`)."""
 
     env: str = "development"
     database_url: str = "postgresql://jobgate:jobgate@127.0.0.1:5432/jobgate"
@@ -74,23 +70,11 @@ class Settings:
     outbox_relay_seconds: float = 2.0
     stale_requeue_seconds: float = 3600.0
 
-    # files and conversions
+    # files: uploads (inputs of jobs) and outputs
     storage_dir: str = "var/storage"
     max_file_size: int = 100  # MB per upload (seed 001)
     allowed_extensions: tuple[str, ...] = ("mp4", "avi", "mov")
-    convert_default_bitrate: str = "192k"
-    convert_progress_interval_ms: int = 1000
     storage_tmp_max_age_s: float = 86400.0  # leftovers of killed processes are swept after this
-
-    # cache jobs
-    cache_root: str = "var/filespace"
-    cache_client_prefixes: tuple[str, ...] = DEFAULT_CLIENT_PREFIXES
-    cache_progress_file_threshold: int = 10
-    cache_progress_time_threshold_ms: int = 2000
-    cache_read_concurrency: int = 4
-    cache_read_chunk_bytes: int = 1024 * 1024
-    cache_read_bandwidth_limit: int = 0  # bytes/s per job, 0 = as fast as the storage allows
-    cache_max_files_per_job: int = 1_000_000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -121,6 +105,11 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings(CoreSettings, *kinds.settings_classes()):
+    """All configuration of all services and kinds; each service reads the fields it needs."""
 
 
 # Fields whose variable is not simply the upper-cased field name.

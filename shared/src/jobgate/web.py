@@ -2,22 +2,26 @@
 
 Every error — ours, Werkzeug's, webargs validation, an unexpected exception — leaves as
 JSON (`{"error": {...}}`), never as HTML, and validation errors are 400, not 422.
-Routes that must speak a seed's own error dialect register a formatter for their prefix.
+A blueprint that speaks a seed's own error dialect says so when it is made
+(`Blueprint(..., error_dialect=...)`): its errors are written, and documented, that way.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 import flask_smorest
 from flask import Flask, Response, g, has_request_context, jsonify, request
-from marshmallow import Schema, ValidationError
+from marshmallow import Schema, ValidationError, fields
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BaseConverter
 
 from jobgate.db import DataError, OperationalError, PoolError
 from jobgate.errors import InvalidRequest, JobgateError, code_for_status
@@ -27,8 +31,43 @@ log = logging.getLogger(__name__)
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
-# (status, code, message, details) -> response body; chosen by URL prefix.
+# (status, code, message, details) -> response body.
 ErrorFormatter = Callable[[int, str, str, dict[str, Any]], dict[str, Any]]
+
+
+class ErrorDetailSchema(Schema):
+    code = fields.String(required=True, metadata={"example": "NOT_FOUND"})
+    message = fields.String(required=True)
+    details = fields.Dict(required=True)
+    request_id = fields.String(required=True, allow_none=True)
+
+
+class ErrorSchema(Schema):
+    """The canonical error body (DESIGN.md, "Public API")."""
+
+    error = fields.Nested(ErrorDetailSchema, required=True)
+
+
+def canonical_error_body(status: int, code: str, message: str, details: dict[str, Any]) -> dict:
+    return {
+        "error": {
+            "code": code,
+            "message": message,
+            "details": details,
+            "request_id": current_request_id(),
+        }
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class ErrorDialect:
+    """How a blueprint's errors look: the body it writes and the schema documenting it."""
+
+    formatter: ErrorFormatter
+    schema: type[Schema]
+
+
+CANONICAL = ErrorDialect(canonical_error_body, ErrorSchema)
 
 
 class Parser(FlaskParser):
@@ -38,7 +77,29 @@ class Parser(FlaskParser):
 
 
 class Blueprint(flask_smorest.Blueprint):
+    """flask-smorest Blueprint with 400 validation errors and its own error dialect."""
+
     ARGUMENTS_PARSER = Parser()
+
+    def __init__(self, *args: Any, error_dialect: ErrorDialect = CANONICAL, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.error_dialect = error_dialect
+        if error_dialect is not CANONICAL:
+            self._prepare_doc_cbks.append(self._document_dialect_errors)
+
+    def _document_dialect_errors(
+        self, doc: dict[str, Any], _doc_info: Any, **_kwargs: Any
+    ) -> dict[str, Any]:
+        """Error responses of this blueprint's operations are in its dialect, not the
+        Api-wide error schema that flask-smorest references by default."""
+        for status, response in doc.get("responses", {}).items():
+            is_error = status == "default" or int(status) >= 400
+            if is_error and not isinstance(response, Mapping):
+                doc["responses"][status] = {
+                    "description": "Error",
+                    "content": {"application/json": {"schema": self.error_dialect.schema}},
+                }
+        return doc
 
 
 def load_or_400(schema: Schema, data: Any) -> dict[str, Any]:
@@ -55,29 +116,20 @@ def current_request_id() -> str | None:
     return getattr(g, "request_id", None) if has_request_context() else request_id_var.get()
 
 
-def canonical_error_body(status: int, code: str, message: str, details: dict[str, Any]) -> dict:
-    return {
-        "error": {
-            "code": code,
-            "message": message,
-            "details": details,
-            "request_id": current_request_id(),
-        }
-    }
-
-
-def _formatter_for_path(app: Flask) -> ErrorFormatter:
-    for prefix, formatter in app.extensions.get("jobgate_error_formatters", []):
-        if has_request_context() and request.path.startswith(prefix):
-            return formatter
-    return canonical_error_body
-
-
-def register_error_formatter(app: Flask, prefix: str, formatter: ErrorFormatter) -> None:
-    """Use `formatter` for errors on paths under `prefix` (longest prefixes first)."""
-    formatters = app.extensions.setdefault("jobgate_error_formatters", [])
-    formatters.append((prefix, formatter))
-    formatters.sort(key=lambda item: len(item[0]), reverse=True)
+def _dialect(app: Flask) -> ErrorDialect:
+    """The dialect of the blueprint serving this request. A request that matched no route
+    (404, 405) takes the dialect of the blueprint whose URL prefix covers its path."""
+    if not has_request_context():
+        return CANONICAL
+    blueprint = app.blueprints.get(request.blueprint or "")
+    if blueprint is None:
+        covering = [
+            b
+            for b in app.blueprints.values()
+            if b.url_prefix and (request.path + "/").startswith(b.url_prefix.rstrip("/") + "/")
+        ]
+        blueprint = max(covering, key=lambda b: len(b.url_prefix), default=None)
+    return getattr(blueprint, "error_dialect", CANONICAL)
 
 
 def error_response(
@@ -88,7 +140,7 @@ def error_response(
     details: dict[str, Any] | None = None,
     headers: Any = None,
 ) -> Response:
-    body = _formatter_for_path(app)(status, code, message, details or {})
+    body = _dialect(app).formatter(status, code, message, details or {})
     response = jsonify(body)
     response.status_code = status
     if headers:
@@ -97,8 +149,20 @@ def error_response(
     return response
 
 
+class UuidText(BaseConverter):
+    """`<uuidstr:job_id>`: documented as a uuid, handed to the view as text, so a malformed
+    id reaches the view and gets the route's own 400 (seed 000: "Invalid job ID format")."""
+
+
 class Api(flask_smorest.Api):
-    """flask-smorest Api whose HTTP errors use the Jobgate error format."""
+    """flask-smorest Api whose HTTP errors use the Jobgate error format (and say so)."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+    def init_app(self, app: Flask, *, spec_kwargs: dict[str, Any] | None = None) -> None:
+        app.url_map.converters["uuidstr"] = UuidText
+        super().init_app(app, spec_kwargs=spec_kwargs)
+        self.register_converter(UuidText, lambda _converter: {"type": "string", "format": "uuid"})
 
     def handle_http_exception(self, error: HTTPException) -> Response:
         return _http_exception_response(self._app, error)
@@ -124,14 +188,52 @@ def _http_exception_response(app: Flask, error: HTTPException) -> Response:
     return error_response(app, status, code_for_status(status), message, details, headers)
 
 
+def _with_nul(value: Any) -> str | None:
+    """The first string in a JSON value (keys included) that holds a NUL character."""
+    if isinstance(value, str):
+        return value if "\x00" in value else None
+    items = value.items() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    for item in items:
+        for part in item if isinstance(value, dict) else (item,):
+            found = _with_nul(part)
+            if found is not None:
+                return found
+    return None
+
+
+def refuse_unstorable_text() -> None:
+    """before_request: text PostgreSQL cannot store (NUL) or that is not UTF-8, anywhere in
+    the path, the query or a JSON body, is the client's error: a 400 on every route, before
+    any view or query sees it. The message names the offending text."""
+    try:
+        path = request.environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8")
+        query = parse_qsl(
+            request.environ.get("QUERY_STRING", ""), keep_blank_values=True, errors="strict"
+        )
+    except UnicodeError:
+        raise InvalidRequest("The request URL is not valid UTF-8") from None
+    found = _with_nul([path, *(part for pair in query for part in pair)])
+    where = "URL"
+    if found is None and request.is_json:
+        # Parsed once here; Flask keeps the result for the view (invalid JSON is its own 400).
+        found, where = _with_nul(request.get_json(silent=True, cache=True)), "body"
+    if found is not None:
+        raise InvalidRequest(
+            f"The request {where} contains a NUL character in '{found[:200]}'",
+            details={"location": where.lower(), "value": found[:200]},
+        )
+
+
 def init_web(app: Flask) -> None:
-    """Install request-id handling and the JSON error handlers on a Flask app."""
+    """Install request-id handling, the text guard and the JSON error handlers on an app."""
 
     @app.before_request
     def _assign_request_id() -> None:
         incoming = request.headers.get("X-Request-ID", "")
         g.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
         request_id_var.set(g.request_id)
+
+    app.before_request(refuse_unstorable_text)
 
     @app.after_request
     def _echo_request_id(response: Response) -> Response:

@@ -6,8 +6,9 @@ import threading
 import time
 from typing import Any
 
-from jobgate import db, jobs
+from jobgate import db
 from jobgate.config import Settings
+from jobgate.jobs import attempts, job_logs
 from jobgate_worker.errors import Cancelled, HandBack, LeaseLost
 from jobgate_worker.events import EventEmitter
 
@@ -21,6 +22,7 @@ class JobContext:
         self,
         *,
         job: dict[str, Any],
+        params: dict[str, Any],
         worker_id: str,
         database: db.Database,
         settings: Settings,
@@ -31,7 +33,7 @@ class JobContext:
         self.job = job
         self.job_id = str(job["id"])
         self.kind = job["kind"]
-        self.params: dict[str, Any] = job["params"] or {}
+        self.params = params  # loaded by the kind's params schema
         self.worker_id = worker_id
         self.db = database
         self.settings = settings
@@ -54,7 +56,7 @@ class JobContext:
         if now - self._last_poll >= CANCEL_POLL_SECONDS:
             self._last_poll = now
             with self.db.transaction() as conn:
-                if jobs.is_cancel_requested(conn, job_id=self.job_id):
+                if attempts.is_cancel_requested(conn, job_id=self.job_id):
                     self.cancel_event.set()
                     return Cancelled
         return None
@@ -66,10 +68,12 @@ class JobContext:
 
     def progress(self, conn: db.Connection, **counters: Any) -> None:
         """Write progress in the caller's transaction and announce it as an event."""
-        if not jobs.update_progress(conn, job_id=self.job_id, worker_id=self.worker_id, **counters):
+        if not attempts.update_progress(
+            conn, job_id=self.job_id, worker_id=self.worker_id, **counters
+        ):
             raise LeaseLost(self.job_id)
         self.events.job(self.kind, "progress", self.job_id, counters)
 
     def log(self, level: str, message: str) -> None:
         with self.db.transaction() as conn:
-            jobs.add_log(conn, job_id=self.job_id, level=level, message=message)
+            job_logs.add_log(conn, job_id=self.job_id, level=level, message=message)

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from jobgate import db
+
+# The database is unreachable or went away: not the job's fault (hand it back, or wait).
+DATABASE_ERRORS = (db.OperationalError, db.InterfaceError)
+
 
 class JobFailed(Exception):
     """The attempt failed; retried with backoff while attempts remain, if `retryable`."""

@@ -7,15 +7,15 @@ from typing import Any
 
 from flask.views import MethodView
 
-from jobgate.errors import NotFound
-from jobgate.web import Blueprint
-from jobgate_auth import api_keys, authn, users
-from jobgate_auth.schemas import (
+from jobgate.auth_schemas import (
     ApiKeyCreatedSchema,
     ApiKeyCreateSchema,
     ApiKeyListQuerySchema,
     ApiKeyListSchema,
 )
+from jobgate.errors import NotFound
+from jobgate.web import Blueprint
+from jobgate_auth import api_keys, authn, users
 from jobgate_auth.scopes import grantable_scopes
 from jobgate_auth.state import get_state
 

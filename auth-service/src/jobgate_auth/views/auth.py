@@ -8,10 +8,7 @@ from typing import Any
 from flask import request
 from flask.views import MethodView
 
-from jobgate.errors import InvalidRequest, Unauthorized
-from jobgate.web import Blueprint
-from jobgate_auth import authn, sessions, users
-from jobgate_auth.schemas import (
+from jobgate.auth_schemas import (
     JwksSchema,
     LoginSchema,
     MessageSchema,
@@ -21,6 +18,9 @@ from jobgate_auth.schemas import (
     ValidateResponseSchema,
     ValidateSchema,
 )
+from jobgate.errors import InvalidRequest, Unauthorized
+from jobgate.web import Blueprint
+from jobgate_auth import authn, sessions, users
 from jobgate_auth.state import get_state
 
 log = logging.getLogger(__name__)

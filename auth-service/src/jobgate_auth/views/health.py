@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from jobgate.auth_schemas import HealthSchema
 from jobgate.web import Blueprint
-from jobgate_auth.schemas import HealthSchema
 from jobgate_auth.state import get_state
 
 blp = Blueprint("health", __name__, description="Service health")

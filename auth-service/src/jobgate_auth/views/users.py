@@ -7,17 +7,17 @@ from typing import Any
 
 from flask.views import MethodView
 
-from jobgate.db import Connection
-from jobgate.identity import Principal
-from jobgate.web import Blueprint
-from jobgate_auth import authn, users
-from jobgate_auth.schemas import (
+from jobgate.auth_schemas import (
     PageQuerySchema,
     UserCreateSchema,
     UserListSchema,
     UserSchema,
     UserUpdateSchema,
 )
+from jobgate.db import Connection
+from jobgate.identity import Principal
+from jobgate.web import Blueprint
+from jobgate_auth import authn, users
 from jobgate_auth.state import get_state
 
 blp = Blueprint("users", __name__, description="User administration (admin only)")

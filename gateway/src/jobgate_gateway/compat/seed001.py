@@ -1,4 +1,5 @@
-"""Seed 001's routes at the root: POST /upload, GET /status/{job_id}, GET /download/{job_id}.
+"""Seed 001 (MP4 to MP3 converter) at the root: POST /upload, GET /status/{job_id},
+GET /download/{job_id}, on top of the `convert` kind's submit function.
 
 Their bodies and status words are the seed's (`queued` for a job waiting to run); errors
 use the canonical error format, which the seed leaves open.
@@ -8,22 +9,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, jsonify, request
+from flask import Response, request
+from marshmallow import Schema, fields
 
 from jobgate import files
 from jobgate.errors import Conflict, InvalidRequest, NotFound
+from jobgate.kinds.convert import BITRATES
+from jobgate.kinds.convert import SPEC as CONVERT
 from jobgate.web import Blueprint
 from jobgate_gateway import ratelimit
 from jobgate_gateway.auth import authenticate_blueprint, require_auth
-from jobgate_gateway.convert.service import BITRATES, submit_conversion
+from jobgate_gateway.files.resources import DOWNLOAD_RESPONSES, MULTIPART_UPLOAD
 from jobgate_gateway.files.views import send_stored_file
 from jobgate_gateway.jobs import service as job_service
 from jobgate_gateway.jobs.views import progress
+from jobgate_gateway.kinds.convert import submit_conversion
 from jobgate_gateway.services import services
 from jobgate_gateway.timefmt import iso_ms
 from jobgate_gateway.uploads import delete_upload, receive_upload
 
-blp = Blueprint("convert", __name__, description="MP4 to MP3 conversion (seed 001)")
+blp = Blueprint("seed001", __name__, description="MP4 to MP3 conversion (seed 001)")
 blp.before_request(authenticate_blueprint)
 
 SEED_STATUS = {"pending": "queued", "retrying": "queued"}
@@ -33,9 +38,30 @@ def seed_status(status: str) -> str:
     return SEED_STATUS.get(status, status)
 
 
+class Seed001UploadedSchema(Schema):
+    message = fields.String(required=True)
+    job_id = fields.String(required=True)
+    filename = fields.String(required=True)
+    status = fields.String(required=True)
+    file_id = fields.String(required=True)
+
+
+class Seed001StatusSchema(Schema):
+    job_id = fields.String(required=True)
+    status = fields.String(required=True)
+    progress = fields.Integer(required=True, metadata={"description": "0-100"})
+    filename = fields.String(required=True, allow_none=True)
+    created_at = fields.String(required=True)
+    started_at = fields.String(required=True, allow_none=True)
+    completed_at = fields.String(required=True, allow_none=True)
+    error = fields.String(required=True, allow_none=True)
+
+
 @blp.route("/upload", methods=["POST"])
 @ratelimit.create_limit
-def upload() -> Response:
+@blp.doc(requestBody=MULTIPART_UPLOAD)
+@blp.response(201, Seed001UploadedSchema)
+def upload() -> dict[str, Any]:
     """Upload a video (multipart field `file`, optional `bitrate`) and queue its conversion."""
     principal = require_auth("jobs:write")
     svc = services()
@@ -51,14 +77,13 @@ def upload() -> Response:
     except BaseException:
         delete_upload(svc, row)  # the request is refused: keep nothing of it
         raise
-    body = {
+    return {
         "message": "File uploaded successfully",
         "job_id": str(job["id"]),
         "filename": row["filename"],
         "status": seed_status(job["status"]),
         "file_id": str(row["id"]),
     }
-    return jsonify(body), 201
 
 
 def check_bitrate(bitrate: str | None) -> None:
@@ -68,13 +93,14 @@ def check_bitrate(bitrate: str | None) -> None:
         )
 
 
-@blp.route("/status/<job_id>")
+@blp.route("/status/<uuidstr:job_id>")
 @ratelimit.status_limit
-def status(job_id: str) -> Response:
+@blp.response(200, Seed001StatusSchema)
+def status(job_id: str) -> dict[str, Any]:
     """Status and progress (0-100) of a conversion."""
     principal = require_auth("jobs:read")
-    job = job_service.find_job(services(), principal, job_id, kind="convert")
-    return jsonify(status_body(job))
+    job = job_service.find_job(services(), principal, job_id, kind=CONVERT.name)
+    return status_body(job)
 
 
 def status_body(job: dict[str, Any]) -> dict[str, Any]:
@@ -92,13 +118,14 @@ def status_body(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@blp.route("/download/<job_id>")
+@blp.route("/download/<uuidstr:job_id>")
 @ratelimit.status_limit
+@blp.doc(responses=DOWNLOAD_RESPONSES)
 def download(job_id: str) -> Response:
     """The MP3 of a completed conversion (Range and ETag supported)."""
     principal = require_auth("jobs:read")
     svc = services()
-    job = job_service.find_job(svc, principal, job_id, kind="convert")
+    job = job_service.find_job(svc, principal, job_id, kind=CONVERT.name)
     if job["status"] != "completed":
         raise Conflict(
             f"Conversion is not completed (status: {seed_status(job['status'])})",

@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import Response, jsonify
+from flask import Response
+from marshmallow import Schema, fields
 
 from jobgate import files
 from jobgate.errors import NotFound
@@ -19,6 +20,38 @@ from jobgate_gateway.uploads import receive_upload
 
 blp = Blueprint("files", __name__, url_prefix="/api/v1/files", description="Uploads and outputs")
 blp.before_request(authenticate_blueprint)
+
+MULTIPART_UPLOAD = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary"}},
+                "required": ["file"],
+            }
+        }
+    },
+}
+_BINARY = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
+DOWNLOAD_RESPONSES = {
+    "200": {"description": "The file", "content": _BINARY},
+    "206": {"description": "The requested byte range", "content": _BINARY},
+    "304": {"description": "Not modified (If-None-Match)"},
+}
+
+
+class FileSchema(Schema):
+    id = fields.String(required=True)
+    filename = fields.String(required=True)
+    size = fields.Integer(required=True)
+    sha256 = fields.String(required=True)
+    content_type = fields.String(required=True)
+    role = fields.String(required=True, metadata={"description": "upload or output"})
+    job_id = fields.String(required=True, allow_none=True)
+    media = fields.Dict(required=True, allow_none=True)
+    created_at = fields.String(required=True)
+    download_url = fields.String(required=True)
 
 
 def find_file(svc: Services, principal: Principal, raw_id: str) -> dict[str, Any]:
@@ -36,34 +69,26 @@ def find_file(svc: Services, principal: Principal, raw_id: str) -> dict[str, Any
 
 @blp.route("", methods=["POST"])
 @ratelimit.create_limit
-@blp.doc(
-    requestBody={
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {"file": {"type": "string", "format": "binary"}},
-                }
-            }
-        }
-    }
-)
-def upload() -> Response:
+@blp.doc(requestBody=MULTIPART_UPLOAD)
+@blp.response(201, FileSchema)
+def upload() -> dict[str, Any]:
     """Upload a video (multipart field `file`); it is probed with ffmpeg before it is kept."""
     principal = require_auth("jobs:write")
-    return jsonify(file_to_dict(receive_upload(services(), principal))), 201
+    return file_to_dict(receive_upload(services(), principal))
 
 
-@blp.route("/<file_id>")
+@blp.route("/<uuidstr:file_id>")
 @ratelimit.status_limit
-def info(file_id: str) -> Response:
+@blp.response(200, FileSchema)
+def info(file_id: str) -> dict[str, Any]:
     """Size, SHA-256, type, media description (duration, codecs) of a file."""
     principal = require_auth("jobs:read")
-    return jsonify(file_to_dict(find_file(services(), principal, file_id)))
+    return file_to_dict(find_file(services(), principal, file_id))
 
 
-@blp.route("/<file_id>/content")
+@blp.route("/<uuidstr:file_id>/content")
 @ratelimit.status_limit
+@blp.doc(responses=DOWNLOAD_RESPONSES)
 def content(file_id: str) -> Response:
     """The file itself; supports Range (206) and If-None-Match (304)."""
     principal = require_auth("jobs:read")

@@ -1,10 +1,12 @@
-"""Request schemas of the canonical job API (responses are documented as plain objects)."""
+"""Request and response schemas of the canonical job API."""
 
 from __future__ import annotations
 
 from marshmallow import INCLUDE, Schema, fields, validate
 
+from jobgate import kinds
 from jobgate.jobs import SORTABLE, STATUSES
+from jobgate_gateway.files.resources import FileSchema
 
 
 class JobOptionsSchema(Schema):
@@ -22,11 +24,26 @@ class JobCreateSchema(Schema):
     class Meta:
         unknown = INCLUDE
 
-    kind = fields.String(required=True, metadata={"description": "cache (more kinds follow)"})
+    kind = fields.String(required=True, metadata={"description": "a registered kind"})
+
+
+def kind_request_schemas() -> dict[str, type[Schema]]:
+    """Per kind, the documented body of `POST /api/v1/jobs`: `kind`, the options every kind
+    accepts, and the kind's own params (its contract in `jobgate.kinds`)."""
+    schemas = {}
+    for spec in kinds.specs():
+        declared = {
+            "kind": fields.String(required=True, validate=validate.OneOf([spec.name])),
+            **JobOptionsSchema._declared_fields,
+            **spec.params._declared_fields,
+        }
+        name = f"{spec.name.capitalize()}JobRequest"
+        schemas[name] = Schema.from_dict(declared, name=name)
+    return schemas
 
 
 class JobListQuerySchema(Schema):
-    kind = fields.String()
+    kind = fields.String(validate=validate.OneOf(kinds.names()))
     status = fields.String(validate=validate.OneOf(STATUSES))
     created_since = fields.AwareDateTime(default_timezone=None)
     owner = fields.UUID(metadata={"description": "admin only: jobs of this user"})
@@ -39,3 +56,86 @@ class JobListQuerySchema(Schema):
 class JobLogsQuerySchema(Schema):
     after_id = fields.Integer(load_default=0, validate=validate.Range(0, 2**63 - 1))
     limit = fields.Integer(load_default=500, validate=validate.Range(1, 5000))
+
+
+# --- responses -------------------------------------------------------------------------------
+
+
+class JobProgressSchema(Schema):
+    items_done = fields.Integer(required=True)
+    items_failed = fields.Integer(required=True)
+    items_total = fields.Integer(required=True)
+    bytes_done = fields.Integer(required=True)
+    bytes_total = fields.Integer(required=True)
+    bytes_done_readable = fields.String(required=True)
+    bytes_total_readable = fields.String(required=True)
+    items_percentage = fields.Integer(required=True)
+    bytes_percentage = fields.Integer(required=True)
+    percentage = fields.Integer(required=True, metadata={"description": "overall, 0-100"})
+    current_item = fields.String(required=True, allow_none=True)
+
+
+class ThroughputSchema(Schema):
+    bytes_per_second = fields.Float(required=True)
+    mbps = fields.Float(required=True)
+    readable = fields.String(required=True)
+    at = fields.String(required=True)
+
+
+class ItemFailureSchema(Schema):
+    path = fields.String(required=True)
+    error = fields.String(required=True, allow_none=True)
+
+
+class JobSchema(Schema):
+    id = fields.String(required=True)
+    kind = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(STATUSES))
+    owner_id = fields.String(required=True)
+    params = fields.Dict(required=True)
+    priority = fields.Integer(required=True)
+    attempt = fields.Integer(required=True)
+    max_attempts = fields.Integer(required=True)
+    backoff = fields.String(required=True)
+    backoff_seconds = fields.Float(required=True)
+    progress = fields.Nested(JobProgressSchema, required=True)
+    throughput = fields.Nested(ThroughputSchema, required=True, allow_none=True)
+    error = fields.String(required=True, allow_none=True)
+    result = fields.Dict(required=True, allow_none=True)
+    cancel_requested = fields.Boolean(required=True)
+    request_id = fields.String(required=True, allow_none=True)
+    created_at = fields.String(required=True)
+    started_at = fields.String(required=True, allow_none=True)
+    completed_at = fields.String(required=True, allow_none=True)
+    updated_at = fields.String(required=True)
+    next_attempt_at = fields.String(required=True, allow_none=True)
+    failures = fields.List(fields.Nested(ItemFailureSchema))
+
+
+class JobListSchema(Schema):
+    jobs = fields.List(fields.Nested(JobSchema), required=True)
+    total = fields.Integer(required=True)
+    limit = fields.Integer(required=True)
+    offset = fields.Integer(required=True)
+
+
+class JobLogSchema(Schema):
+    id = fields.Integer(required=True)
+    ts = fields.String(required=True)
+    level = fields.String(required=True)
+    message = fields.String(required=True)
+
+
+class JobLogsSchema(Schema):
+    job_id = fields.String(required=True)
+    logs = fields.List(fields.Nested(JobLogSchema), required=True)
+
+
+class JobOutputSchema(FileSchema):
+    download_url = fields.String(required=True, metadata={"description": "by output name"})
+
+
+class JobOutputsSchema(Schema):
+    job_id = fields.String(required=True)
+    status = fields.String(required=True)
+    files = fields.List(fields.Nested(JobOutputSchema), required=True)

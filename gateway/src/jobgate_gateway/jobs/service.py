@@ -15,6 +15,7 @@ from flask import g, request
 from jobgate import jobs, outbox
 from jobgate.errors import Conflict, InvalidRequest, NotFound
 from jobgate.identity import Principal
+from jobgate.jobs import job_items, submission
 from jobgate_gateway.auth import can_access
 from jobgate_gateway.metrics import JOBS_CREATED
 from jobgate_gateway.services import APP_ID, Services
@@ -52,7 +53,7 @@ def submit_job(
     the first job unchanged, and is a conflict if the request differs."""
     settings = svc.settings
     with svc.db.transaction() as conn:
-        job = jobs.create_job(
+        job = submission.create_job(
             conn,
             job_id=jobs.new_job_id(),
             kind=kind,
@@ -68,7 +69,7 @@ def submit_job(
             bytes_total=bytes_total,
         )
         if job is None:
-            existing = jobs.get_by_idempotency_key(
+            existing = submission.get_by_idempotency_key(
                 conn, owner_id=principal.user_id, key=idempotency_key
             )
             if existing["kind"] != kind or existing["params"] != params:
@@ -78,7 +79,7 @@ def submit_job(
                 )
             return existing, False
         if items:
-            jobs.insert_items(conn, job_id=str(job["id"]), items=items)
+            job_items.insert_items(conn, job_id=str(job["id"]), items=items)
         outbox_id = outbox.add_job_message(
             conn, job=job, app_id=APP_ID, request_id=g.get("request_id")
         )
@@ -105,7 +106,7 @@ def find_job(
 def cancel_job(svc: Services, job: dict[str, Any]) -> dict[str, Any]:
     """Cancel now if no worker holds it, else flag it and tell the workers; 409 if finished."""
     with svc.db.transaction() as conn:
-        row = jobs.request_cancel(conn, job_id=str(job["id"]))
+        row = submission.request_cancel(conn, job_id=str(job["id"]))
     if row is None:
         raise Conflict(f"Job is already {job['status']}", details={"status": job["status"]})
     if row["status"] == "running":
@@ -116,7 +117,7 @@ def cancel_job(svc: Services, job: dict[str, Any]) -> dict[str, Any]:
 def retry_failed_job(svc: Services, job: dict[str, Any]) -> dict[str, Any]:
     with svc.db.transaction() as conn:
         try:
-            row, outbox_id = jobs.retry_job(
+            row, outbox_id = submission.retry_job(
                 conn, job_id=str(job["id"]), app_id=APP_ID, request_id=g.get("request_id")
             )
         except ValueError:
@@ -132,4 +133,4 @@ def failures_of(svc: Services, job: dict[str, Any]) -> list[dict[str, Any]]:
     if not job["items_failed"] and job["status"] != "failed":
         return []
     with svc.db.transaction() as conn:
-        return jobs.failed_items(conn, job_id=str(job["id"]))
+        return job_items.failed_items(conn, job_id=str(job["id"]))

@@ -1,4 +1,4 @@
-"""Turning files and folders into a cache job: normalize, expand, total, submit."""
+"""The `cache` kind's API module: normalize, expand and total the paths, then submit."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ from typing import Any
 from jobgate.config import Settings
 from jobgate.errors import InvalidRequest
 from jobgate.identity import Principal
+from jobgate.kinds import cache
 from jobgate.paths import CacheFile, CacheRoot, PathError
-from jobgate.web import load_or_400
-from jobgate_gateway.cache.schemas import CacheJobSchema
 from jobgate_gateway.jobs.service import submit_job
 from jobgate_gateway.services import Services
 
@@ -47,43 +46,27 @@ def expand_paths(
     return found
 
 
-def submit_cache_job(
-    svc: Services,
-    principal: Principal,
-    body: dict[str, Any],
-    options: dict[str, Any],
-    idempotency_key: str | None,
-) -> tuple[dict[str, Any], bool]:
-    found = expand_paths(
-        svc.settings,
-        files=body["files"],
-        directories=body["directories"],
-        recursive=body["recursive"],
-    )
-    params = {
-        "files": body["files"],
-        "directories": body["directories"],
-        "recursive": body["recursive"],
-    }
-    return submit_job(
-        svc,
-        principal,
-        kind="cache",
-        params=params,
-        items=[(f.relpath, f.size) for f in found],
-        bytes_total=sum(f.size for f in found),
-        options=options,
-        idempotency_key=idempotency_key,
-    )
-
-
-def submit_from_params(
+def submit(
     svc: Services,
     principal: Principal,
     params: dict[str, Any],
     options: dict[str, Any],
     idempotency_key: str | None,
 ) -> tuple[dict[str, Any], bool]:
-    """The canonical API's entry: validate the kind's parameters, then submit."""
-    body = load_or_400(CacheJobSchema(), params)
-    return submit_cache_job(svc, principal, body, options, idempotency_key)
+    """Every file the params name becomes one item of the job, with its size."""
+    found = expand_paths(
+        svc.settings,
+        files=params["files"],
+        directories=params["directories"],
+        recursive=params["recursive"],
+    )
+    return submit_job(
+        svc,
+        principal,
+        kind=cache.SPEC.name,
+        params=cache.SPEC.dump_params(params),
+        items=[(f.relpath, f.size) for f in found],
+        bytes_total=sum(f.size for f in found),
+        options=options,
+        idempotency_key=idempotency_key,
+    )

@@ -1,26 +1,17 @@
-"""Submitting a conversion: the input must be the caller's own probed upload."""
+"""The `convert` kind's API module: the input must be the caller's own probed upload."""
 
 from __future__ import annotations
 
 import os
 from typing import Any
 
-from marshmallow import Schema, fields, validate
-
 from jobgate import files
 from jobgate.errors import InvalidRequest
 from jobgate.identity import Principal
-from jobgate.web import load_or_400
+from jobgate.kinds import convert
 from jobgate_gateway.auth import can_access
 from jobgate_gateway.jobs.service import submit_job
 from jobgate_gateway.services import Services
-
-BITRATES = ("32k", "64k", "96k", "128k", "160k", "192k", "224k", "256k", "320k")
-
-
-class ConvertJobSchema(Schema):
-    input_file = fields.UUID(required=True, metadata={"description": "id of an upload"})
-    bitrate = fields.String(load_default=None, validate=validate.OneOf(BITRATES))
 
 
 def submit_conversion(
@@ -29,50 +20,53 @@ def submit_conversion(
     upload: dict[str, Any],
     *,
     bitrate: str | None,
+    output_name: str | None = None,
     options: dict[str, Any],
     idempotency_key: str | None,
 ) -> tuple[dict[str, Any], bool]:
+    """Record the conversion of `upload`; the MP3 is named after it unless told otherwise."""
     if upload["role"] != "upload":
         raise InvalidRequest(
             "Only uploaded files can be converted", details={"input_file": str(upload["id"])}
         )
     stem = os.path.splitext(upload["filename"])[0] or "output"
     params = {
-        "input_file": str(upload["id"]),
+        "input_file": upload["id"],
         "input_name": upload["filename"],
-        "output_name": f"{stem}.mp3",
+        "output_name": output_name or f"{stem}.mp3",
         "bitrate": bitrate or svc.settings.convert_default_bitrate,
     }
     return submit_job(
         svc,
         principal,
-        kind="convert",
-        params=params,
+        kind=convert.SPEC.name,
+        params=convert.SPEC.dump_params(params),
         options=options,
         idempotency_key=idempotency_key,
     )
 
 
-def submit_from_params(
+def submit(
     svc: Services,
     principal: Principal,
     params: dict[str, Any],
     options: dict[str, Any],
     idempotency_key: str | None,
 ) -> tuple[dict[str, Any], bool]:
-    """The canonical API's entry: `{"kind": "convert", "input_file": <file id>, "bitrate"?}`."""
-    body = load_or_400(ConvertJobSchema(), params)
+    """`{"kind": "convert", "input_file": <file id>, "bitrate"?, "output_name"?}`."""
+    file_id = str(params["input_file"])
     with svc.db.transaction() as conn:
-        upload = files.get_file(conn, file_id=str(body["input_file"]))
+        upload = files.get_file(conn, file_id=file_id)
     if upload is None or not can_access(principal, upload):
         raise InvalidRequest(
-            "input_file is not one of your uploads", details={"input_file": str(body["input_file"])}
+            "input_file is not one of your uploads", details={"input_file": file_id}
         )
     return submit_conversion(
         svc,
         principal,
         upload,
-        bitrate=body["bitrate"],
+        bitrate=params["bitrate"],
+        output_name=params.get("output_name"),
         options=options,
         idempotency_key=idempotency_key,
     )

@@ -1,7 +1,4 @@
-"""Job handlers by kind: `HANDLERS[kind](ctx) -> result` (see jobgate_worker.context)."""
+"""Job handlers, one module per kind (`run(ctx)`, optional `housekeeping(settings, database)`).
 
-from __future__ import annotations
-
-from jobgate_worker.kinds import cache, convert
-
-HANDLERS = {"cache": cache.run, "convert": convert.run}
+The kinds themselves are declared in `jobgate.kinds`; its specs name these modules.
+"""

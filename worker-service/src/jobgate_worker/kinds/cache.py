@@ -14,7 +14,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
-from jobgate import jobs
+from jobgate.jobs import job_items
 from jobgate.paths import CacheRoot
 from jobgate_worker.context import JobContext
 from jobgate_worker.errors import Cancelled, HandBack, JobFailed
@@ -99,8 +99,8 @@ def run(ctx: JobContext) -> dict[str, Any]:
     root = CacheRoot(settings.cache_root, settings.cache_client_prefixes)
     with ctx.db.transaction() as conn:
         # Pending files, and files that failed in an earlier attempt: both are read now.
-        items = jobs.open_items(conn, job_id=ctx.job_id)
-        base = jobs.item_totals(conn, job_id=ctx.job_id)
+        items = job_items.open_items(conn, job_id=ctx.job_id)
+        base = job_items.item_totals(conn, job_id=ctx.job_id)
     if base["items_done"]:
         ctx.log("info", f"resuming: {base['items_done']} files already read are skipped")
 
@@ -126,8 +126,8 @@ def run(ctx: JobContext) -> dict[str, Any]:
             if not final:
                 # A progress write lost in a database crash only means re-reading a few files;
                 # not waiting for the WAL flush halves the cost of each one.
-                jobs.relax_durability(conn)
-            jobs.mark_items(conn, job_id=ctx.job_id, done=batch.done, failed=batch.failed)
+                job_items.relax_durability(conn)
+            job_items.mark_items(conn, job_id=ctx.job_id, done=batch.done, failed=batch.failed)
             state["done"] += len(batch.done)
             state["failed"] += len(batch.failed)
             state["bytes"] += batch.done_bytes
@@ -158,7 +158,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
             fut = pool.submit(
                 read_file,
                 root,
-                item["path"],
+                item["key"],
                 dir_cache,
                 settings.cache_read_chunk_bytes,
                 stop,
@@ -182,7 +182,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
                     continue
                 else:
                     batch.failed[item["seq"]] = _describe(exc)
-                batch.last_path = item["path"]
+                batch.last_path = item["key"]
             submit_more()
             ctx.check()
             now = time.monotonic()
@@ -199,9 +199,9 @@ def run(ctx: JobContext) -> dict[str, Any]:
         pool.shutdown(wait=False, cancel_futures=True)
     flush(final=True)
     with ctx.db.transaction() as conn:
-        totals = jobs.item_totals(conn, job_id=ctx.job_id)
+        totals = job_items.item_totals(conn, job_id=ctx.job_id)
         if totals["items_failed"]:
-            failures = jobs.failed_items(conn, job_id=ctx.job_id, limit=20)
+            failures = job_items.failed_items(conn, job_id=ctx.job_id, limit=20)
     seconds = time.monotonic() - started
     if totals["items_failed"]:
         raise JobFailed(

@@ -1,0 +1,70 @@
+"""The `jobs` table: statuses, reads every service needs, and one module per set of writers.
+
+Every state transition is one `UPDATE ... WHERE status IN (...)`, so a redelivered message,
+a second worker or a late cancel can never move a job backwards (DESIGN.md guarantee 2).
+Functions take an explicit connection; the caller's transaction also carries the outbox row.
+The writers are grouped by who calls them:
+
+- `submission`: the gateway's transitions (create, cancel, retry);
+- `attempts`: a worker's transitions for the attempt it holds (claim, leases, progress,
+  finish, retry, hand back);
+- `reaper`: jobs of dead workers and jobs whose message went missing;
+- `job_items`: the units of work of a job (the `job_items` table);
+- `job_logs`: a job's log lines (the `job_logs` table).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from jobgate import db
+
+STATUSES = ("pending", "running", "retrying", "completed", "failed", "cancelled")
+ACTIVE = ("pending", "running", "retrying")
+TERMINAL = ("completed", "failed", "cancelled")
+SORTABLE = ("created_at", "updated_at", "started_at", "completed_at", "status", "kind", "priority")
+
+Job = dict[str, Any]
+
+
+def new_job_id() -> str:
+    return str(uuid.uuid4())
+
+
+def get_job(conn: db.Connection, *, job_id: str, for_update: bool = False) -> Job | None:
+    sql = "SELECT * FROM jobs WHERE id = %s" + (" FOR UPDATE" if for_update else "")
+    return db.fetch_one(conn, sql, (job_id,))
+
+
+def list_jobs(
+    conn: db.Connection,
+    *,
+    owner_id: str | None = None,
+    kind: str | None = None,
+    status: str | None = None,
+    created_since: Any = None,
+    limit: int = 50,
+    offset: int = 0,
+    sort: str = "created_at",
+    order: str = "desc",
+) -> tuple[list[Job], int]:
+    """A page of jobs and the total count matching the filters."""
+    if sort not in SORTABLE or order not in ("asc", "desc"):
+        raise ValueError("unsupported sort")
+    where, params = ["true"], []
+    for column, value in (("owner_id", owner_id), ("kind", kind), ("status", status)):
+        if value is not None:
+            where.append(f"{column} = %s")
+            params.append(value)
+    if created_since is not None:
+        where.append("created_at >= %s")
+        params.append(created_since)
+    clause = " AND ".join(where)
+    total = db.fetch_one(conn, f"SELECT count(*) AS n FROM jobs WHERE {clause}", params)["n"]
+    rows = db.fetch_all(
+        conn,
+        f"SELECT * FROM jobs WHERE {clause} ORDER BY {sort} {order}, id LIMIT %s OFFSET %s",
+        [*params, limit, offset],
+    )
+    return rows, int(total)

@@ -1,0 +1,116 @@
+"""The `job_items` table: a job's units of work, so a resumed attempt skips work done.
+
+An item is whatever a kind counts progress in: a file to read (cache, key = its path
+relative to the root), a video (scrape, key = its id), an input or output file (container,
+key = its name). `size` is in bytes (0 when unknown), `meta` holds kind-specific details.
+Items are numbered (`seq`) in the order they were stored; workers mark them by number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
+
+import psycopg2.extras
+
+from jobgate import db
+
+
+class NewItem(NamedTuple):
+    """One unit of work to store; a plain `(key, size)` tuple is accepted too."""
+
+    key: str
+    size: int = 0  # bytes
+    meta: dict[str, Any] | None = None
+
+
+def insert_items(
+    conn: db.Connection, *, job_id: str, items: Iterable[NewItem | tuple[Any, ...]]
+) -> None:
+    """Store a job's items, numbered in order."""
+    rows = (
+        (job_id, seq, item.key, item.size, item.meta)
+        for seq, item in enumerate(NewItem(*raw) for raw in items)
+    )
+    with conn.cursor() as cur:
+        psycopg2.extras.execute_values(
+            cur,
+            "INSERT INTO job_items (job_id, seq, key, size, meta) VALUES %s",
+            rows,
+            page_size=2000,
+        )
+
+
+def open_items(conn: db.Connection, *, job_id: str) -> list[dict[str, Any]]:
+    """Items not yet done (pending or failed), in order: what a (resumed) attempt must do."""
+    return db.fetch_all(
+        conn,
+        "SELECT seq, key, size, meta FROM job_items WHERE job_id = %s AND status <> 'done'"
+        " ORDER BY seq",
+        (job_id,),
+    )
+
+
+def item_totals(conn: db.Connection, *, job_id: str) -> dict[str, int]:
+    """Counters recomputed from the items, so a resumed job never counts an item twice."""
+    row = db.fetch_one(
+        conn,
+        """
+        SELECT count(*) FILTER (WHERE status = 'done') AS items_done,
+               count(*) FILTER (WHERE status = 'failed') AS items_failed,
+               coalesce(sum(size) FILTER (WHERE status = 'done'), 0) AS bytes_done
+        FROM job_items WHERE job_id = %s
+        """,
+        (job_id,),
+    )
+    return {k: int(v) for k, v in row.items()}
+
+
+def relax_durability(conn: db.Connection) -> None:
+    """This transaction may be lost in a database crash (progress that can be redone)."""
+    db.execute(conn, "SET LOCAL synchronous_commit = off")
+
+
+def mark_items(
+    conn: db.Connection,
+    *,
+    job_id: str,
+    done: Sequence[int] = (),
+    failed: dict[int, str] | None = None,
+) -> None:
+    """Mark items (by `seq`) done, or failed with their error."""
+    if done:
+        db.execute(
+            conn,
+            "UPDATE job_items SET status = 'done', error = NULL"
+            " WHERE job_id = %s AND seq = ANY(%s)",
+            (job_id, list(done)),
+        )
+    for seq, error in (failed or {}).items():
+        db.execute(
+            conn,
+            "UPDATE job_items SET status = 'failed', error = %s WHERE job_id = %s AND seq = %s",
+            (error, job_id, seq),
+        )
+
+
+def reset_failed_items(conn: db.Connection, *, job_id: str) -> None:
+    """Failed items become pending again: the next attempt tries them once more."""
+    db.execute(
+        conn,
+        "UPDATE job_items SET status = 'pending', error = NULL"
+        " WHERE job_id = %s AND status = 'failed'",
+        (job_id,),
+    )
+    db.execute(conn, "UPDATE jobs SET items_failed = 0 WHERE id = %s", (job_id,))
+
+
+def failed_items(conn: db.Connection, *, job_id: str, limit: int = 100) -> list[dict[str, Any]]:
+    """Failed items as the APIs report them, `{path, error}`: seed 000's `failedFiles` and
+    the canonical `failures` call an item's key its `path`, and their clients read that."""
+    return db.fetch_all(
+        conn,
+        "SELECT key AS path, error FROM job_items WHERE job_id = %s AND status = 'failed'"
+        " ORDER BY seq LIMIT %s",
+        (job_id, limit),
+    )

@@ -1,0 +1,102 @@
+"""The gateway's transitions: create a job, cancel it, run a finished one again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jobgate import db, outbox
+from jobgate.jobs import Job, job_items
+
+
+def create_job(
+    conn: db.Connection,
+    *,
+    job_id: str,
+    kind: str,
+    owner_id: str,
+    params: dict[str, Any],
+    priority: int = 5,
+    max_attempts: int = 3,
+    backoff: str = "exponential",
+    backoff_seconds: float = 2.0,
+    idempotency_key: str | None = None,
+    request_id: str | None = None,
+    items_total: int = 0,
+    bytes_total: int = 0,
+) -> Job | None:
+    """Insert a pending job; None when this owner already used `idempotency_key`."""
+    return db.fetch_one(
+        conn,
+        """
+        INSERT INTO jobs (id, kind, owner_id, params, priority, max_attempts, backoff,
+                          backoff_seconds, idempotency_key, request_id, items_total, bytes_total)
+        VALUES (%(id)s, %(kind)s, %(owner)s, %(params)s, %(priority)s, %(max_attempts)s,
+                %(backoff)s, %(backoff_seconds)s, %(key)s, %(rid)s, %(items)s, %(bytes)s)
+        ON CONFLICT (owner_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+        RETURNING *
+        """,
+        {
+            "id": job_id,
+            "kind": kind,
+            "owner": owner_id,
+            "params": params,
+            "priority": priority,
+            "max_attempts": max_attempts,
+            "backoff": backoff,
+            "backoff_seconds": backoff_seconds,
+            "key": idempotency_key,
+            "rid": request_id,
+            "items": items_total,
+            "bytes": bytes_total,
+        },
+    )
+
+
+def get_by_idempotency_key(conn: db.Connection, *, owner_id: str, key: str) -> Job | None:
+    return db.fetch_one(
+        conn, "SELECT * FROM jobs WHERE owner_id = %s AND idempotency_key = %s", (owner_id, key)
+    )
+
+
+def request_cancel(conn: db.Connection, *, job_id: str) -> Job | None:
+    """Flag a job for cancellation; a job no worker holds is cancelled at once.
+
+    Returns the updated row, or None if the job was already finished.
+    """
+    return db.fetch_one(
+        conn,
+        """
+        UPDATE jobs SET cancel_requested = true,
+               status = CASE WHEN status IN ('pending', 'retrying') THEN 'cancelled'
+                             ELSE status END,
+               completed_at = CASE WHEN status IN ('pending', 'retrying') THEN now() END,
+               next_attempt_at = NULL, updated_at = now()
+        WHERE id = %s AND status IN ('pending', 'running', 'retrying')
+        RETURNING *
+        """,
+        (job_id,),
+    )
+
+
+def retry_job(
+    conn: db.Connection, *, job_id: str, app_id: str, request_id: str | None
+) -> tuple[Job, int]:
+    """Run a failed or cancelled job again from where it stopped (done items are kept).
+
+    Returns the job and the id of its outbox message.
+    """
+    job = db.fetch_one(
+        conn,
+        """
+        UPDATE jobs SET status = 'pending', attempt = 0, cancel_requested = false, error = NULL,
+               completed_at = NULL, worker_id = NULL, lease_expires_at = NULL,
+               items_failed = 0, updated_at = now()
+        WHERE id = %s AND status IN ('failed', 'cancelled')
+        RETURNING *
+        """,
+        (job_id,),
+    )
+    if job is None:
+        raise ValueError("only failed or cancelled jobs can be retried")
+    job_items.reset_failed_items(conn, job_id=job_id)
+    return job, outbox.add_job_message(conn, job=job, app_id=app_id, request_id=request_id)

@@ -1,0 +1,3 @@
+COMMENT ON COLUMN job_items.size IS NULL;
+ALTER TABLE job_items DROP COLUMN IF EXISTS meta;
+ALTER TABLE job_items RENAME COLUMN key TO path;
