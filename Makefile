@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PACKAGES := -e 'shared[web]' -e auth-service -e gateway -e worker-service -e stats-service
-TOOLS := honcho pytest pytest-timeout ruff
+TOOLS := honcho pytest pytest-timeout ruff schemathesis
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'

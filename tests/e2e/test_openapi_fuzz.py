@@ -1,0 +1,103 @@
+"""Property-based run over `/openapi.json` with schemathesis, against the real gunicorn
+gateway and auth-service: every generated request, valid or not, must get a documented
+status, content type and body, and never a 5xx. Once with an admin's JWT, once with the
+demo API key. The operations that can lock the fuzzer out (deactivating or changing its own
+user, revoking its own key) run last, on their own."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.e2e.conftest import ADMIN_PASSWORD, DEMO_KEY
+
+CHECKS = ",".join(
+    [
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_schema_conformance",
+    ]
+)
+MIN_REQUESTS_PER_RUN = 2500
+SELF_DESTRUCTIVE = [
+    "PATCH /api/v1/auth/users/{user_id}",
+    "DELETE /api/v1/auth/users/{user_id}",
+    "DELETE /api/v1/auth/api-keys/{key_id}",
+]
+SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
+# High limits keep the limiter's code in the path without turning most requests into 429s.
+UNLIMITED = "1000000/minute"
+
+
+@pytest.fixture
+def fuzz_stack(make_stack):
+    return make_stack(
+        RATE_LIMIT_JOB_CREATE=UNLIMITED,
+        RATE_LIMIT_STATUS=UNLIMITED,
+        RATE_LIMIT_DEFAULT=UNLIMITED,
+        RATE_LIMIT_LOGIN=UNLIMITED,
+    )
+
+
+def admin_token(url: str) -> str:
+    r = requests.post(
+        f"{url}/api/v1/auth/login",
+        json={"username": "admin", "password": ADMIN_PASSWORD},
+        timeout=10,
+    )
+    r.raise_for_status()
+    return r.json()["access_token"]
+
+
+def fuzz(url: str, header: str, seed: int, workdir: Path, *, only: list[str] | None = None) -> int:
+    """Run schemathesis over every operation but the self-destructive ones (or `only` those);
+    returns how many requests it generated, and fails on any finding."""
+    selection = [
+        ("--include-name" if only else "--exclude-name", n) for n in only or SELF_DESTRUCTIVE
+    ]
+    run = subprocess.run(
+        [
+            str(SCHEMATHESIS),
+            "run",
+            f"{url}/openapi.json",
+            "--checks",
+            CHECKS,
+            "--header",
+            header,
+            "--max-examples",
+            "50",
+            "--workers",
+            "2",
+            "--seed",
+            str(seed),
+            "--request-timeout",
+            "20",
+            "--no-color",
+            *(part for pair in selection for part in pair),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=workdir,  # schemathesis keeps its state (.schemathesis/) in the working directory
+    )
+    tail = run.stdout[-6000:] + run.stderr[-2000:]
+    assert run.returncode == 0, tail
+    generated = re.search(r"(\d+) generated", run.stdout)
+    assert generated, tail
+    return int(generated.group(1))
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_openapi_schema_holds_for_generated_requests(fuzz_stack, tmp_path):
+    url = fuzz_stack.url
+    jwt = f"Authorization: Bearer {admin_token(url)}"
+    with_jwt = fuzz(url, jwt, seed=1, workdir=tmp_path)
+    with_key = fuzz(url, f"X-API-Key: {DEMO_KEY}", seed=2, workdir=tmp_path)
+    assert with_jwt >= MIN_REQUESTS_PER_RUN and with_key >= MIN_REQUESTS_PER_RUN
+    assert with_key + with_jwt >= 5000
+    assert fuzz(url, jwt, seed=3, workdir=tmp_path, only=SELF_DESTRUCTIVE) > 0
