@@ -26,7 +26,8 @@ export PATH="$PWD/.venv/bin:$PATH"
 if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then export RATE_LIMIT_STORAGE_URI=memory://; fi
 rm -rf var/prometheus/* && export PROMETHEUS_MULTIPROC_DIR=$PWD/var/prometheus
 
-scripts/demo-filespace.sh "$CACHE_ROOT"
+# The demo files go only into the project's own filespace, never into one the user named.
+if [ "$CACHE_ROOT" = "$PWD/var/filespace" ]; then scripts/demo-filespace.sh "$CACHE_ROOT"; fi
 
 cat <<MSG
 Jobgate is starting:

@@ -9,6 +9,7 @@ from jobgate import files
 from jobgate.errors import InvalidRequest
 from jobgate.identity import Principal
 from jobgate.kinds import convert
+from jobgate.web import load_or_400
 from jobgate_gateway.auth import can_access
 from jobgate_gateway.jobs.service import submit_job
 from jobgate_gateway.services import Services
@@ -30,12 +31,16 @@ def submit_conversion(
             "Only uploaded files can be converted", details={"input_file": str(upload["id"])}
         )
     stem = os.path.splitext(upload["filename"])[0] or "output"
-    params = {
-        "input_file": upload["id"],
-        "input_name": upload["filename"],
-        "output_name": output_name or f"{stem}.mp3",
-        "bitrate": bitrate or svc.settings.convert_default_bitrate,
-    }
+    # What the gateway derives passes the same contract the worker loads it with.
+    params = load_or_400(
+        convert.ConvertParams(),
+        {
+            "input_file": str(upload["id"]),
+            "input_name": upload["filename"],
+            "output_name": output_name or f"{stem}.mp3",
+            "bitrate": bitrate or svc.settings.convert_default_bitrate,
+        },
+    )
     return submit_job(
         svc,
         principal,

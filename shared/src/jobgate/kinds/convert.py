@@ -9,8 +9,10 @@ from marshmallow import Schema, fields, validate
 from jobgate.kinds.spec import KindSpec
 
 BITRATES = ("32k", "64k", "96k", "128k", "160k", "192k", "224k", "256k", "320k")
-# A stored file name: one path part, no control characters (names are shown in headers).
-FILE_NAME = validate.Regexp(r"^[^/\\\x00-\x1f\x7f]{1,260}$", error="Not a valid file name.")
+# The MP3's name: one path part, no control characters (it is sent back in headers).
+MP3_NAME = validate.Regexp(
+    r"^[^/\\\x00-\x1f\x7f]{1,251}\.[mM][pP]3$", error="Not a valid file name ending in .mp3."
+)
 
 
 class ConvertParams(Schema):
@@ -18,7 +20,7 @@ class ConvertParams(Schema):
     bitrate = fields.String(load_default=None, validate=validate.OneOf(BITRATES))
     input_name = fields.String(metadata={"description": "set by the gateway: the upload's name"})
     output_name = fields.String(
-        validate=FILE_NAME, metadata={"description": "the MP3's name (default: <input stem>.mp3)"}
+        validate=MP3_NAME, metadata={"description": "the MP3's name (default: <input stem>.mp3)"}
     )
 
 
