@@ -20,6 +20,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("topology", help="declare exchanges and queues on the broker (AMQP_URL)")
     defs = sub.add_parser("definitions", help="print the topology as a RabbitMQ definitions file")
     defs.add_argument("--vhost", default="/")
+    defs.add_argument(
+        "--into",
+        metavar="FILE",
+        help="update the topology of an existing definitions file (users and permissions kept)",
+    )
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     if args.command == "migrate":
@@ -32,8 +37,17 @@ def main(argv: list[str] | None = None) -> int:
         print("topology declared")
     else:
         doc = definitions(queue_type=settings.job_queue_type, vhost=args.vhost)
-        json.dump(doc, sys.stdout, indent=2)
-        print()
+        if args.into:
+            with open(args.into) as f:
+                existing = json.load(f)
+            for section in ("exchanges", "queues", "bindings"):
+                existing[section] = doc[section]
+            with open(args.into, "w") as f:
+                f.write(json.dumps(existing, indent=2) + "\n")
+            print(f"topology of {args.into} updated")
+        else:
+            json.dump(doc, sys.stdout, indent=2)
+            print()
     return 0
 
 
