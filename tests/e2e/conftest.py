@@ -1,14 +1,19 @@
-"""End-to-end fixtures: the real processes against the run's database and vhost."""
+"""End-to-end fixtures: the real processes against the run's database and vhost, and the
+two things every e2e module does over HTTP: log in, and wait for a job's status."""
 
 from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
 import requests
 
+from tests.helpers import DEMO_KEY, bearer
 from tests.stack import Stack
 
 ADMIN_PASSWORD = "e2e-admin-password"
-DEMO_KEY = "demo-api-key-2024"
 
 
 @pytest.fixture
@@ -57,3 +62,36 @@ def api(stack):
     session.headers["X-API-Key"] = DEMO_KEY
     session.base = f"{stack.url}/api/v1"
     return session
+
+
+def login(stack: Stack, username: str = "admin", password: str = ADMIN_PASSWORD) -> dict[str, str]:
+    """Bearer headers from the running gateway's login route (the bootstrapped admin's by
+    default)."""
+    r = requests.post(
+        f"{stack.url}/api/v1/auth/login",
+        json={"username": username, "password": password},
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    return bearer(r.json()["access_token"])
+
+
+def wait_status(
+    url: str,
+    headers: Mapping[str, str],
+    wanted: set[str],
+    *,
+    timeout: float = 60.0,
+    min_progress: int | None = None,
+) -> dict[str, Any]:
+    """Poll a seed's status route until the job's status is one of `wanted` (and, for seed
+    001's whole-number progress, at least `min_progress`); returns the job. Seed 000 wraps
+    the job in `{"job": ...}`, seed 001 answers with the job itself."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = requests.get(url, headers=headers).json()
+        job = body.get("job", body)
+        if job["status"] in wanted and (min_progress is None or job["progress"] >= min_progress):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job at {url}: {body}, wanted {wanted}")

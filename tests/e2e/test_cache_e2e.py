@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.e2e.conftest import DEMO_KEY
+from tests.e2e.conftest import wait_status
+from tests.helpers import DEMO_KEY
 
 pytestmark = pytest.mark.e2e
 
@@ -34,23 +35,14 @@ def make_tree(root: Path, *, folders: int, files: int, size: int) -> tuple[int, 
     return count, total
 
 
-def wait_status(api, job_id: str, wanted: set[str], timeout: float = 60.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = api.get(f"{api.base}/cache/jobs/{job_id}").json()["job"]
-        if job["status"] in wanted:
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} is {job['status']}, wanted {wanted}")
-
-
 def test_cache_job_over_a_tree_completes_with_exact_counters(stack, api):
     count, total = make_tree(stack.filespace, folders=8, files=40, size=10_000)
     stack.start_worker()
     r = api.post(f"{api.base}/cache/jobs", json={"directories": ["tree"]})
     assert r.status_code == 201, r.text
     assert r.json()["totalFiles"] == count and r.json()["totalSize"]["bytes"] == total
-    job = wait_status(api, r.json()["jobId"], {"completed", "failed"})
+    job_url = f"{api.base}/cache/jobs/{r.json()['jobId']}"
+    job = wait_status(job_url, api.headers, {"completed", "failed"})
     assert job["status"] == "completed", job["error"]
     assert job["progress"]["files"] == {
         "completed": count,
@@ -70,12 +62,13 @@ def test_cancel_stops_a_running_job(stack, api):
     make_tree(stack.filespace, folders=2, files=20, size=100_000)
     stack.start_worker(CACHE_READ_BANDWIDTH_LIMIT="400000", CACHE_READ_CHUNK_BYTES="65536")
     job_id = api.post(f"{api.base}/cache/jobs", json={"directories": ["tree"]}).json()["jobId"]
-    running = wait_status(api, job_id, {"running"})
+    job_url = f"{api.base}/cache/jobs/{job_id}"
+    running = wait_status(job_url, api.headers, {"running"})
     time.sleep(1.0)
     r = api.delete(f"{api.base}/cache/jobs/{job_id}")
     assert r.json() == {"success": True, "message": "Job cancelled successfully"}
     asked = time.monotonic()
-    job = wait_status(api, job_id, {"cancelled", "completed", "failed"}, timeout=10)
+    job = wait_status(job_url, api.headers, {"cancelled", "completed", "failed"}, timeout=10)
     assert job["status"] == "cancelled"
     assert time.monotonic() - asked < 2.0
     assert job["progress"]["files"]["completed"] < running["totalFiles"]
@@ -98,7 +91,8 @@ def test_worker_killed_mid_job_resumes_without_counting_twice(stack, api):
     worker.send_signal(signal.SIGKILL)
     worker.wait()
     stack.start_worker(name="worker-cache-2")
-    job = wait_status(api, job_id, {"completed", "failed"}, timeout=60)
+    job_url = f"{api.base}/cache/jobs/{job_id}"
+    job = wait_status(job_url, api.headers, {"completed", "failed"}, timeout=60)
     assert job["status"] == "completed", job["error"]
     assert (
         job["progress"]["files"]["completed"] == count and job["progress"]["files"]["failed"] == 0
@@ -115,12 +109,13 @@ def test_sigterm_exits_zero_and_hands_back(stack, api):
     make_tree(stack.filespace, folders=1, files=20, size=100_000)
     worker = stack.start_worker(CACHE_READ_BANDWIDTH_LIMIT="200000", WORKER_GRACE_SECONDS="1")
     job_id = api.post(f"{api.base}/cache/jobs", json={"directories": ["tree"]}).json()["jobId"]
-    wait_status(api, job_id, {"running"})
+    job_url = f"{api.base}/cache/jobs/{job_id}"
+    wait_status(job_url, api.headers, {"running"})
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=15) == 0
-    assert wait_status(api, job_id, {"pending"}, timeout=5)["status"] == "pending"
+    assert wait_status(job_url, api.headers, {"pending"}, timeout=5)["status"] == "pending"
     stack.start_worker(name="worker-cache-2")
-    assert wait_status(api, job_id, {"completed"}, timeout=60)["status"] == "completed"
+    assert wait_status(job_url, api.headers, {"completed"}, timeout=60)["status"] == "completed"
 
 
 def _seed_python_client() -> str:

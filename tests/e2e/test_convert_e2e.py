@@ -13,7 +13,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 
 from jobgate.media import probe
-from tests.e2e.conftest import ADMIN_PASSWORD
+from tests.e2e.conftest import login, wait_status
 from tests.media import make_long_video, make_video, mp3_header_ok
 
 pytestmark = pytest.mark.e2e
@@ -36,29 +36,11 @@ def convert_stack(make_stack):
     return stack
 
 
-def login(stack, username="admin", password=ADMIN_PASSWORD) -> dict[str, str]:
-    r = requests.post(
-        f"{stack.url}/api/v1/auth/login", json={"username": username, "password": password}
-    )
-    assert r.status_code == 200, r.text
-    return {"Authorization": f"Bearer {r.json()['access_token']}"}
-
-
 def upload(stack, headers, path, url="/upload", name=None):
     with open(path, "rb") as f:
         return requests.post(
             f"{stack.url}{url}", files={"file": (name or path.name, f)}, headers=headers
         )
-
-
-def wait_status(stack, headers, job_id, wanted, timeout=60.0, min_progress=None) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = requests.get(f"{stack.url}/status/{job_id}", headers=headers).json()
-        if body["status"] in wanted and (min_progress is None or body["progress"] >= min_progress):
-            return body
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id}: {body}")
 
 
 def test_upload_convert_download(convert_stack, clips, tmp_path):
@@ -67,7 +49,7 @@ def test_upload_convert_download(convert_stack, clips, tmp_path):
     assert r.status_code == 201, r.text
     assert r.json()["status"] == "queued" and r.json()["filename"] == "holiday.mp4"
     job_id = r.json()["job_id"]
-    done = wait_status(stack, token, job_id, {"completed", "failed"})
+    done = wait_status(f"{stack.url}/status/{job_id}", token, {"completed", "failed"})
     assert done["status"] == "completed", done["error"]
     assert done["progress"] == 100 and done["filename"] == "holiday.mp3" and done["completed_at"]
     r = requests.get(f"{stack.url}/download/{job_id}", headers=token)
@@ -141,11 +123,13 @@ def test_tokens_and_ownership(convert_stack, clips):
 def test_cancel_during_a_long_conversion(convert_stack, clips):
     stack, token = convert_stack, login(convert_stack)
     job_id = upload(stack, token, clips["long"]).json()["job_id"]
-    wait_status(stack, token, job_id, {"running"}, min_progress=1)
+    wait_status(f"{stack.url}/status/{job_id}", token, {"running"}, min_progress=1)
     r = requests.post(f"{stack.url}/api/v1/jobs/{job_id}/cancel", headers=token)
     assert r.status_code == 200
     asked = time.monotonic()
-    done = wait_status(stack, token, job_id, {"cancelled", "completed", "failed"}, timeout=10)
+    done = wait_status(
+        f"{stack.url}/status/{job_id}", token, {"cancelled", "completed", "failed"}, timeout=10
+    )
     assert done["status"] == "cancelled"
     assert time.monotonic() - asked < 1.5
     assert done["progress"] < 100
@@ -155,12 +139,12 @@ def test_cancel_during_a_long_conversion(convert_stack, clips):
 def test_worker_killed_mid_conversion_completes_after_restart(convert_stack, clips, tmp_path):
     stack, token = convert_stack, login(convert_stack)
     job_id = upload(stack, token, clips["long"]).json()["job_id"]
-    wait_status(stack, token, job_id, {"running"}, min_progress=10)
+    wait_status(f"{stack.url}/status/{job_id}", token, {"running"}, min_progress=10)
     worker = stack.procs["worker-convert"]
     worker.send_signal(signal.SIGKILL)
     worker.wait()
     stack.start_worker("convert", name="worker-convert-2")
-    done = wait_status(stack, token, job_id, {"completed", "failed"}, timeout=90)
+    done = wait_status(f"{stack.url}/status/{job_id}", token, {"completed", "failed"}, timeout=90)
     assert done["status"] == "completed", done["error"]
     mp3 = tmp_path / "lecture.mp3"
     mp3.write_bytes(requests.get(f"{stack.url}/download/{job_id}", headers=token).content)

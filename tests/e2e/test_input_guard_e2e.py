@@ -4,7 +4,7 @@ route, through the real gunicorn gateway (whose URLs arrive as raw bytes)."""
 import pytest
 import requests
 
-from tests.e2e.conftest import DEMO_KEY
+from tests.helpers import DEMO_KEY
 
 JOB = "6bb4629b-1487-477c-96fe-b762d82a099b"
 URLS = [

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import requests
 
-from tests.e2e.conftest import ADMIN_PASSWORD, DEMO_KEY
+from tests.e2e.conftest import login
+from tests.helpers import DEMO_KEY
 
 CHECKS = ",".join(
     [
@@ -41,16 +41,6 @@ def fuzz_stack(make_stack):
         RATE_LIMIT_DEFAULT=UNLIMITED,
         RATE_LIMIT_LOGIN=UNLIMITED,
     )
-
-
-def admin_token(url: str) -> str:
-    r = requests.post(
-        f"{url}/api/v1/auth/login",
-        json={"username": "admin", "password": ADMIN_PASSWORD},
-        timeout=10,
-    )
-    r.raise_for_status()
-    return r.json()["access_token"]
 
 
 def fuzz(url: str, header: str, seed: int, workdir: Path, *, only: list[str] | None = None) -> int:
@@ -95,7 +85,7 @@ def fuzz(url: str, header: str, seed: int, workdir: Path, *, only: list[str] | N
 @pytest.mark.slow
 def test_openapi_schema_holds_for_generated_requests(fuzz_stack, tmp_path):
     url = fuzz_stack.url
-    jwt = f"Authorization: Bearer {admin_token(url)}"
+    jwt = f"Authorization: {login(fuzz_stack)['Authorization']}"
     with_jwt = fuzz(url, jwt, seed=1, workdir=tmp_path)
     with_key = fuzz(url, f"X-API-Key: {DEMO_KEY}", seed=2, workdir=tmp_path)
     assert with_jwt >= MIN_REQUESTS_PER_RUN and with_key >= MIN_REQUESTS_PER_RUN

@@ -1,22 +1,38 @@
-"""A real auth-service (its WSGI app on a loopback port) for gateway tests."""
+"""Integration fixtures: a real auth-service on a loopback port, in-process workers, and the
+gateway app (Flask test client) in front of that auth-service, with the logins, users, API
+keys and uploads its route tests make through the API."""
 
 from __future__ import annotations
 
+import io
+import os
 import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
+import pika
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 from werkzeug.serving import make_server
+from werkzeug.test import TestResponse
 
 from jobgate import kinds
+from jobgate.broker import declare_topology
+from jobgate.config import Settings
+from jobgate.db import Database
 from jobgate_auth import create_app as create_auth_app
+from jobgate_gateway import create_app
 from jobgate_worker.consumer import Worker
+from tests.helpers import DEMO_KEY, bearer, create_user, login_tokens
+from tests.media import make_video
 
 ADMIN_PASSWORD = "admin-password-for-tests"
-DEMO_KEY = "demo-api-key-2024"
+DEMO = {"X-API-Key": DEMO_KEY}
 
 
 @pytest.fixture
-def auth_server(settings, db):
+def auth_server(settings: Settings, db: Database) -> Iterator[str]:
     """auth-service on 127.0.0.1:<free port>, bootstrapped with an admin and the demo key."""
     app = create_auth_app(
         settings.replace(bootstrap_admin_password=ADMIN_PASSWORD, bootstrap_api_key=DEMO_KEY)
@@ -30,7 +46,7 @@ def auth_server(settings, db):
 
 
 @pytest.fixture
-def worker_settings(settings, amqp_url):
+def worker_settings(settings: Settings, amqp_url: str) -> Settings:
     """Settings for in-process workers: fast heartbeats, short leases and backoff."""
     return settings.replace(
         amqp_url=amqp_url,
@@ -43,7 +59,7 @@ def worker_settings(settings, amqp_url):
 
 
 @pytest.fixture
-def start_worker(worker_settings, db):
+def start_worker(worker_settings: Settings, db: Database) -> Iterator[Callable[..., Worker]]:
     """Start a real Worker of `kind` in a thread (stopped after the test)."""
     started: list[tuple[Worker, threading.Thread]] = []
 
@@ -58,3 +74,118 @@ def start_worker(worker_settings, db):
     for worker, thread in started:
         worker.request_stop()
         thread.join(timeout=15)
+
+
+# --- the gateway --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def filespace(settings: Settings) -> Path:
+    """The cache root with seed 000's example tree, and a file just outside it to escape to.
+    Modules whose routes submit cache jobs use it (`pytest.mark.usefixtures`)."""
+    root = Path(settings.cache_root)
+    farm = root / "00_Media" / "Farm" / "ProRes422"
+    farm.mkdir(parents=True)
+    for i in range(3):
+        (farm / f"Farm0010{i}.mov").write_bytes(b"x" * (1000 + i))
+    (root / "00_Media" / "video.mp4").write_bytes(b"v" * 5000)
+    (root.parent / "outside.txt").write_text("secret")
+    return root
+
+
+@pytest.fixture(scope="session")
+def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2 s MP4 with audio, made once per run: every upload test sends the same bytes."""
+    return make_video(tmp_path_factory.mktemp("media") / "clip.mp4", seconds=2)
+
+
+@pytest.fixture
+def empty_job_queues(amqp_url: str) -> None:
+    """Empty every kind's work queue. The run shares one vhost and no worker consumes what
+    the gateway publishes in its route tests, so without this a test that reads a queue
+    would see earlier tests' messages (the broker's counterpart of the per-test TRUNCATE)."""
+    conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        channel = conn.channel()
+        declare_topology(channel)
+        for spec in kinds.specs():
+            channel.queue_purge(spec.queue_name)
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def gateway_settings(
+    settings: Settings, amqp_url: str, auth_server: str, empty_job_queues: None
+) -> Settings:
+    """The gateway against the run's broker (its work queues empty) and the test
+    auth-service; uploads capped at 1 MB, so oversize tests send 2 MB, not the default."""
+    return settings.replace(amqp_url=amqp_url, auth_service_url=auth_server, max_file_size=1)
+
+
+@pytest.fixture
+def gateway_app(gateway_settings: Settings) -> Iterator[Flask]:
+    """The gateway app; its publisher is closed after the test."""
+    app = create_app(gateway_settings)
+    yield app
+    app.extensions["jobgate"].publisher.close()
+
+
+@pytest.fixture
+def client(gateway_app: Flask) -> FlaskClient:
+    return gateway_app.test_client()
+
+
+@pytest.fixture
+def admin(client: FlaskClient) -> dict[str, str]:
+    """The bootstrapped admin's bearer headers, logged in through the gateway."""
+    return login(client, "admin", ADMIN_PASSWORD)
+
+
+def login(client: FlaskClient, username: str, password: str) -> dict[str, str]:
+    """Bearer headers for a user, from the gateway's forwarded login route."""
+    tokens = login_tokens(client, username, password, url="/api/v1/auth/login")
+    return bearer(tokens["access_token"])
+
+
+def make_api_user(client: FlaskClient, admin: dict[str, str], name: str) -> dict[str, str]:
+    """A user made by the admin through the gateway (password `password-<name>`), logged
+    in: its bearer headers."""
+    password = "password-" + name
+    create_user(client, admin, url="/api/v1/auth/users", username=name, password=password)
+    return login(client, name, password)
+
+
+def make_api_key(
+    client: FlaskClient, headers: dict[str, str], name: str, *, scopes: list[str] | None = None
+) -> dict[str, str]:
+    """An API key made through the gateway by whoever `headers` authenticate (with `scopes`,
+    or the caller's defaults): its X-API-Key headers."""
+    body: dict[str, object] = {"name": name}
+    if scopes is not None:
+        body["scopes"] = scopes
+    r = client.post("/api/v1/auth/api-keys", json=body, headers=headers)
+    assert r.status_code == 201, r.json
+    return {"X-API-Key": r.json["key"]}
+
+
+def upload(
+    client: FlaskClient,
+    name: str,
+    data: bytes,
+    url: str = "/api/v1/files",
+    headers: dict[str, str] | None = None,
+) -> TestResponse:
+    """POST one file as multipart field `file` (to /api/v1/files, or seed 001's /upload);
+    the demo key unless other `headers` are given."""
+    return client.post(
+        url,
+        data={"file": (io.BytesIO(data), name)},
+        content_type="multipart/form-data",
+        headers=DEMO if headers is None else headers,
+    )
+
+
+def leftovers(app: Flask) -> list[str]:
+    """Temporary files the gateway left in storage: a refused or finished upload leaves none."""
+    return os.listdir(app.extensions["jobgate"].storage.tmp)

@@ -24,6 +24,7 @@ from jobgate.identity import DEFAULT_USER_SCOPES, KNOWN_SCOPES
 from jobgate_auth import create_app, tokens
 from jobgate_auth.bootstrap import BootstrapError, run_bootstrap
 from jobgate_auth.keys import SigningKey, SigningKeyError, jwk_thumbprint, load_signing_key
+from tests.helpers import bearer, create_user, login_tokens
 
 ADMIN = "admin"
 ADMIN_PASSWORD = "admin-password-123"
@@ -45,17 +46,13 @@ def app(app_settings: Settings, db: Database) -> Iterator[Any]:
 
 @pytest.fixture
 def client(app: Any) -> Any:
+    """auth-service's own test client: here `client` overrides the gateway's (conftest)."""
     return app.test_client()
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 def login(client: Any, username: str = ADMIN, password: str = ADMIN_PASSWORD) -> dict[str, Any]:
-    resp = client.post("/login", json={"username": username, "password": password})
-    assert resp.status_code == 200, resp.get_json()
-    return resp.get_json()
+    """auth-service's token body for a login (the bootstrapped admin's by default)."""
+    return login_tokens(client, username, password, url="/login")
 
 
 @pytest.fixture
@@ -66,12 +63,15 @@ def admin_headers(client: Any) -> dict[str, str]:
 def make_user(
     client: Any, admin_headers: dict[str, str], username: str | None = None, **fields: Any
 ) -> dict[str, Any]:
-    """Factory: a user created through the admin API."""
-    body = {"username": username or f"user-{uuid.uuid4().hex[:8]}", "password": USER_PASSWORD}
-    body.update(fields)
-    resp = client.post("/users", json=body, headers=admin_headers)
-    assert resp.status_code == 201, resp.get_json()
-    return resp.get_json()
+    """Factory: a user created through the admin API, with USER_PASSWORD."""
+    return create_user(
+        client,
+        admin_headers,
+        url="/users",
+        username=username or f"user-{uuid.uuid4().hex[:8]}",
+        password=USER_PASSWORD,
+        **fields,
+    )
 
 
 def user_headers(client: Any, admin_headers: dict[str, str], **fields: Any) -> dict[str, str]:

@@ -13,7 +13,8 @@ from jobgate import db as dbmod
 from jobgate import jobs, outbox
 from jobgate.broker import DEAD_QUEUE, Publisher, declare_topology, job_queue, retry_queue
 from jobgate.jobs import attempts, reaper, submission
-from tests.factories import make_job, make_user
+from tests.factories.jobs import make_job
+from tests.factories.users import make_user
 
 
 @pytest.fixture

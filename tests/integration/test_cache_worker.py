@@ -15,7 +15,8 @@ from jobgate import db as dbmod
 from jobgate.broker import DEAD_QUEUE
 from jobgate.jobs import job_items, job_logs, submission
 from jobgate.paths import CacheRoot
-from tests.factories import enqueue, make_job, make_user, wait_for_job
+from tests.factories.jobs import enqueue, make_job, wait_for_job
+from tests.factories.users import make_user
 
 
 def write_tree(root, *, dirs: int = 3, files_per_dir: int = 20, size: int = 1000) -> int:

@@ -6,18 +6,19 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from jobgate import files, jobs, media, outbox
-from jobgate.broker import Publisher
+from jobgate import files, jobs, media
 from jobgate.jobs import job_logs, submission
 from jobgate.storage import DirectoryStorage
-from tests.factories import enqueue, make_job, make_user, wait_for_job
+from tests.factories.files import make_output, make_upload
+from tests.factories.jobs import convert_params, enqueue, make_job, wait_for_job
+from tests.factories.users import make_user
+from tests.media import mp3_header_ok
 
 LONG_SECONDS = 480  # ~3 s of conversion here: long enough to watch, cancel and hand back
 NO_SUCH_FILE = "00000000-0000-4000-8000-000000000000"
@@ -66,30 +67,8 @@ def storage(worker_settings) -> DirectoryStorage:
     return DirectoryStorage(worker_settings.storage_dir)
 
 
-def upload(db, storage, owner, source: Path, tmp_path, *, filename="clip.mp4", info="probe"):
-    """An upload as the gateway records it: stored object plus a files row with its media
-    description (`info`: "probe" it, None for none, or a dict to record instead)."""
-    copy = tmp_path / f"upload-{time.monotonic_ns()}"
-    shutil.copyfile(source, copy)
-    media_info = media.probe(copy).to_dict() if info == "probe" else info
-    key, size, sha256 = storage.put_file(copy)
-    with db.transaction() as conn:
-        return files.create_file(
-            conn,
-            owner_id=str(owner["id"]),
-            role="upload",
-            filename=filename,
-            content_type="video/mp4",
-            size=size,
-            sha256=sha256,
-            storage_key=key,
-            media=media_info,
-        )
-
-
 def submit(db, settings, owner, upload_row, **fields):
-    params = {"input_file": str(upload_row["id"]), "output_name": "clip.mp3"}
-    params.update(fields.pop("params", {}))
+    params = convert_params(upload_row, output_name="clip.mp3") | fields.pop("params", {})
     job = make_job(db, owner_id=owner["id"], kind="convert", params=params, **fields)
     enqueue(db, settings.amqp_url, job)
     return job
@@ -124,14 +103,9 @@ def ffmpeg_pids(settings) -> list[int]:
     return pids
 
 
-def is_mpeg_audio(data: bytes) -> bool:
-    """An ID3v2 tag, or an MPEG audio frame sync (11 set bits: 0xFFE)."""
-    return data[:3] == b"ID3" or (data[0] == 0xFF and data[1] & 0xE0 == 0xE0)
-
-
 def test_converts_to_an_mp3_output_file(db, worker_settings, run_worker, storage, clips, tmp_path):
     owner = make_user(db)
-    source = upload(db, storage, owner, clips["short"], tmp_path)
+    source = make_upload(db, storage, owner, clips["short"], tmp_path)
     run_worker()
     job = submit(db, worker_settings, owner, source, params={"bitrate": "96k"})
     done = wait_for_job(db, job["id"], {"completed", "failed"})
@@ -143,7 +117,7 @@ def test_converts_to_an_mp3_output_file(db, worker_settings, run_worker, storage
     assert (out["filename"], out["content_type"]) == ("clip.mp3", "audio/mpeg")
     path = storage.path(out["storage_key"])
     data = path.read_bytes()
-    assert is_mpeg_audio(data)
+    assert mp3_header_ok(data)
     assert out["size"] == len(data)
     # 96 kbit/s for 3 s is 36 000 bytes, plus tags: the requested bitrate was used.
     assert 34_000 < len(data) < 40_000
@@ -167,29 +141,12 @@ def test_an_earlier_attempts_output_is_replaced(
     """A retried or resumed job ends with one output: the new one, with the default
     bitrate; the earlier row and its stored object are gone."""
     owner = make_user(db)
-    source = upload(db, storage, owner, clips["short"], tmp_path)
-    job = make_job(
-        db, owner_id=owner["id"], kind="convert", params={"input_file": str(source["id"])}
-    )
+    source = make_upload(db, storage, owner, clips["short"], tmp_path)
+    job = make_job(db, owner_id=owner["id"], kind="convert", params=convert_params(source))
     old_file = tmp_path / "old.mp3"
     old_file.write_bytes(b"an earlier attempt's output")
-    old_key, size, sha256 = storage.put_file(old_file)
-    with db.transaction() as conn:
-        files.create_file(
-            conn,
-            owner_id=str(owner["id"]),
-            role="output",
-            filename="clip.mp3",
-            content_type="audio/mpeg",
-            size=size,
-            sha256=sha256,
-            storage_key=old_key,
-            job_id=str(job["id"]),
-        )
-        row_id = outbox.add_job_message(conn, job=job, app_id="test")
-    pub = Publisher(worker_settings.amqp_url, app_id="test")
-    outbox.relay(db, pub, ids=[row_id])
-    pub.close()
+    old_key = make_output(db, storage, job, old_file)["storage_key"]
+    enqueue(db, worker_settings.amqp_url, job)
     run_worker()
     done = wait_for_job(db, job["id"], {"completed", "failed"})
     assert done["status"] == "completed", done["error"]
@@ -214,7 +171,7 @@ def test_a_video_without_audio_fails_at_once(
         "absent": None,
         "wrong": {"duration_s": 3.0, "audio_codec": "aac", "has_audio": True},
     }[recorded]
-    source = upload(db, storage, owner, clips["silent"], tmp_path, info=info)
+    source = make_upload(db, storage, owner, clips["silent"], tmp_path, info=info)
     run_worker()
     job = submit(db, worker_settings, owner, source, max_attempts=3, backoff="fixed")
     done = wait_for_job(db, job["id"], {"completed", "failed"})
@@ -235,7 +192,7 @@ def test_a_corrupt_input_fails_with_ffmpegs_reason(
     storage path in it."""
     owner = make_user(db)
     info = {"duration_s": 3.0, "audio_codec": "aac", "has_audio": True} if recorded else None
-    source = upload(db, storage, owner, clips["garbage"], tmp_path, info=info)
+    source = make_upload(db, storage, owner, clips["garbage"], tmp_path, info=info)
     run_worker()
     job = submit(
         db, worker_settings, owner, source, max_attempts=2, backoff="fixed", backoff_seconds=0.1
@@ -258,7 +215,7 @@ def test_progress_rises_while_converting_and_ends_at_100(
     db, worker_settings, run_worker, storage, clips, tmp_path
 ):
     owner = make_user(db)
-    source = upload(db, storage, owner, clips["long"], tmp_path, filename="long.mp4")
+    source = make_upload(db, storage, owner, clips["long"], tmp_path, filename="long.mp4")
     run_worker(convert_progress_interval_ms=200)
     job = submit(db, worker_settings, owner, source)
     seen: list[float] = []
@@ -283,7 +240,7 @@ def test_cancel_stops_ffmpeg_within_a_second(
     db, worker_settings, run_worker, storage, clips, tmp_path
 ):
     owner = make_user(db)
-    source = upload(db, storage, owner, clips["long"], tmp_path, filename="long.mp4")
+    source = make_upload(db, storage, owner, clips["long"], tmp_path, filename="long.mp4")
     run_worker(convert_progress_interval_ms=100)
     job = submit(db, worker_settings, owner, source)
     wait_for_job(db, job["id"], {"running"}, until=lambda j: (j["progress_pct"] or 0) > 0)
@@ -307,7 +264,7 @@ def test_shutdown_hands_a_conversion_back(
     db, worker_settings, run_worker, storage, clips, tmp_path
 ):
     owner = make_user(db)
-    source = upload(db, storage, owner, clips["long"], tmp_path, filename="long.mp4")
+    source = make_upload(db, storage, owner, clips["long"], tmp_path, filename="long.mp4")
     worker = run_worker(worker_grace_seconds=0.2, convert_progress_interval_ms=100)
     job = submit(db, worker_settings, owner, source)
     wait_for_job(db, job["id"], {"running"}, until=lambda j: (j["progress_pct"] or 0) > 0)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from jobgate import db as dbmod
 from jobgate.jobs import job_items, submission
-from tests.factories import make_job, make_user
+from tests.factories.jobs import make_job
+from tests.factories.users import make_user
 
 
 def test_items_keep_key_size_and_meta_and_failures_read_as_paths(db):

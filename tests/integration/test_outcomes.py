@@ -20,7 +20,8 @@ from jobgate.broker import RETRY_DELAY_HEADER, RETRY_EXCHANGE
 from jobgate.jobs import attempts, job_items, job_logs, reaper
 from jobgate_worker.errors import JobFailed
 from jobgate_worker.outcomes import Ending, Outcome, OutcomeRecorder, Recorded, Settlement
-from tests.factories import make_job, make_user
+from tests.factories.jobs import make_job
+from tests.factories.users import make_user
 
 WORKER = "test-worker-1"
 OTHER = "test-worker-2"

@@ -45,7 +45,9 @@ def test_exported_definitions_match_the_registry():
     exported = json.loads((ROOT / "deploy" / "rabbitmq" / "definitions.json").read_text())
     generated = definitions()
     for section in ("exchanges", "queues", "bindings"):
-        assert exported[section] == generated[section], section
+        assert exported[section] == generated[section], (
+            f"{section} differ: run `jobgate definitions --into deploy/rabbitmq/definitions.json`"
+        )
     queues = {q["name"] for q in generated["queues"]}
     assert {spec.queue_name for spec in kinds.specs()} <= queues
 

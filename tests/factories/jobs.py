@@ -1,29 +1,24 @@
-"""Rows for tests (warehouse-style factories), written through the real domain functions."""
+"""Jobs rows and their messages, and one params maker per kind (what the kind's contract
+accepts), so a new kind adds its maker here rather than in each test module."""
 
 from __future__ import annotations
 
-import uuid
+import time
 from typing import Any
 
-from jobgate import db, jobs
+from jobgate import db, jobs, outbox
+from jobgate.broker import Publisher
 from jobgate.jobs import job_items, submission
-
-
-def make_user(
-    database: db.Database, *, username: str | None = None, role: str = "user"
-) -> dict[str, Any]:
-    with database.transaction() as conn:
-        return db.fetch_one(
-            conn,
-            "INSERT INTO users (username, password_hash, role, scopes)"
-            " VALUES (%s, 'not-a-hash', %s, %s) RETURNING *",
-            (username or f"user-{uuid.uuid4().hex[:8]}", role, ["jobs:read", "jobs:write"]),
-        )
 
 
 def cache_params(items: list[tuple[str, int]]) -> dict[str, Any]:
     """Params that the cache kind's contract accepts, naming the items' files."""
     return {"files": [path for path, _ in items] or ["placeholder"], "directories": []}
+
+
+def convert_params(input_file: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """Params that the convert kind's contract accepts, converting the `input_file` row."""
+    return {"input_file": str(input_file["id"]), **fields}
 
 
 def make_job(
@@ -34,6 +29,8 @@ def make_job(
     items: list[tuple[str, int]] | None = None,
     **fields: Any,
 ) -> dict[str, Any]:
+    """A jobs row (and its items) as submission writes it; cache params for the items
+    unless `params` are given."""
     items = items or []
     with database.transaction() as conn:
         job = submission.create_job(
@@ -53,9 +50,6 @@ def make_job(
 
 def enqueue(database: db.Database, amqp_url: str, job: dict[str, Any]) -> None:
     """Publish a job's message the way the gateway does: outbox row, then relay."""
-    from jobgate import outbox
-    from jobgate.broker import Publisher
-
     with database.transaction() as conn:
         row_id = outbox.add_job_message(conn, job=job, app_id="test")
     publisher = Publisher(amqp_url, app_id="test")
@@ -69,8 +63,6 @@ def wait_for_job(
     database: db.Database, job_id: Any, statuses: set[str], timeout: float = 30.0, until: Any = None
 ) -> dict[str, Any]:
     """Poll the job row until its status is one of `statuses` (and `until(job)` holds)."""
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with database.transaction() as conn:
