@@ -286,17 +286,13 @@ class CacheJob(MethodView):
     @blp.response(200, Seed000StatusEnvelopeSchema)
     def get(self, job_id: str) -> dict[str, Any]:
         """Status and progress of one cache job (files, size, overall %, fresh throughput)."""
-        principal = require_auth("jobs:read")
-        svc = services()
-        job = job_service.find_job(svc, principal, job_id, kind=cache.SPEC.name)
+        svc, job = job_service.job_for_request("jobs:read", job_id, kind=cache.SPEC.name)
         return {"success": True, "job": status_body(job, job_service.failures_of(svc, job))}
 
     @blp.response(200, Seed000MessageSchema)
     def delete(self, job_id: str) -> dict[str, Any]:
         """Cancel a pending or running cache job."""
-        principal = require_auth("jobs:write")
-        svc = services()
-        job = job_service.find_job(svc, principal, job_id, kind=cache.SPEC.name)
+        svc, job = job_service.job_for_request("jobs:write", job_id, kind=cache.SPEC.name)
         job_service.cancel_job(svc, job)
         return {"success": True, "message": "Job cancelled successfully"}
 

@@ -98,8 +98,7 @@ def check_bitrate(bitrate: str | None) -> None:
 @blp.response(200, Seed001StatusSchema)
 def status(job_id: str) -> dict[str, Any]:
     """Status and progress (0-100) of a conversion."""
-    principal = require_auth("jobs:read")
-    job = job_service.find_job(services(), principal, job_id, kind=CONVERT.name)
+    _, job = job_service.job_for_request("jobs:read", job_id, kind=CONVERT.name)
     return status_body(job)
 
 
@@ -123,9 +122,7 @@ def status_body(job: dict[str, Any]) -> dict[str, Any]:
 @blp.doc(responses=DOWNLOAD_RESPONSES)
 def download(job_id: str) -> Response:
     """The MP3 of a completed conversion (Range and ETag supported)."""
-    principal = require_auth("jobs:read")
-    svc = services()
-    job = job_service.find_job(svc, principal, job_id, kind=CONVERT.name)
+    svc, job = job_service.job_for_request("jobs:read", job_id, kind=CONVERT.name)
     if job["status"] != "completed":
         raise Conflict(
             f"Conversion is not completed (status: {seed_status(job['status'])})",

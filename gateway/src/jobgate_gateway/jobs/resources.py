@@ -141,9 +141,7 @@ class JobById(MethodView):
     @blp.response(200, JobSchema)
     def get(self, job_id: str) -> dict[str, Any]:
         """A job with its progress, throughput (while fresh) and per-item failures."""
-        principal = require_auth("jobs:read")
-        svc = services()
-        job = service.find_job(svc, principal, job_id)
+        svc, job = service.job_for_request("jobs:read", job_id)
         return job_to_dict(job, failures=service.failures_of(svc, job))
 
     @blp.response(200, JobSchema)
@@ -153,9 +151,7 @@ class JobById(MethodView):
 
 
 def _cancel(job_id: str) -> dict[str, Any]:
-    principal = require_auth("jobs:write")
-    svc = services()
-    job = service.find_job(svc, principal, job_id)
+    svc, job = service.job_for_request("jobs:write", job_id)
     return job_to_dict(service.cancel_job(svc, job))
 
 
@@ -172,9 +168,7 @@ def cancel(job_id: str) -> dict[str, Any]:
 @blp.response(200, JobSchema)
 def retry(job_id: str) -> dict[str, Any]:
     """Run a failed or cancelled job again; work already done is not redone."""
-    principal = require_auth("jobs:write")
-    svc = services()
-    job = service.find_job(svc, principal, job_id)
+    svc, job = service.job_for_request("jobs:write", job_id)
     return job_to_dict(service.retry_failed_job(svc, job))
 
 
@@ -184,9 +178,7 @@ def retry(job_id: str) -> dict[str, Any]:
 @blp.response(200, JobLogsSchema)
 def logs(query: dict[str, Any], job_id: str) -> dict[str, Any]:
     """The job's log lines (attempts, retries, failures), oldest first."""
-    principal = require_auth("jobs:read")
-    svc = services()
-    job = service.find_job(svc, principal, job_id)
+    svc, job = service.job_for_request("jobs:read", job_id)
     with svc.db.transaction() as conn:
         rows = job_logs.get_logs(
             conn, job_id=str(job["id"]), after_id=query["after_id"], limit=query["limit"]
@@ -195,9 +187,7 @@ def logs(query: dict[str, Any], job_id: str) -> dict[str, Any]:
 
 
 def _outputs(job_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    principal = require_auth("jobs:read")
-    svc = services()
-    job = service.find_job(svc, principal, job_id)
+    svc, job = service.job_for_request("jobs:read", job_id)
     with svc.db.transaction() as conn:
         return job, files.outputs_of(conn, job_id=str(job["id"]))
 

@@ -16,9 +16,9 @@ from jobgate import jobs, outbox
 from jobgate.errors import Conflict, InvalidRequest, NotFound
 from jobgate.identity import Principal
 from jobgate.jobs import job_items, submission
-from jobgate_gateway.auth import can_access
+from jobgate_gateway.auth import can_access, require_auth
 from jobgate_gateway.metrics import JOBS_CREATED
-from jobgate_gateway.services import APP_ID, Services
+from jobgate_gateway.services import APP_ID, Services, services
 
 
 def parse_job_id(raw: str, *, message: str = "Invalid job ID format") -> str:
@@ -101,6 +101,16 @@ def find_job(
     if job is None or not can_access(principal, job) or (kind and job["kind"] != kind):
         raise NotFound("Job not found")
     return job
+
+
+def job_for_request(
+    scope: str, raw_id: str, *, kind: str | None = None
+) -> tuple[Services, dict[str, Any]]:
+    """The caller's job named in the URL, with the process's services: 401/403 by `scope`,
+    400 for a malformed id, 404 when it is missing, of another kind or someone else's."""
+    principal = require_auth(scope)
+    svc = services()
+    return svc, find_job(svc, principal, raw_id, kind=kind)
 
 
 def cancel_job(svc: Services, job: dict[str, Any]) -> dict[str, Any]:
