@@ -455,7 +455,7 @@ class Api:
         r = self.session.get(f"{self.base}/api/v1/jobs/{job_id}", timeout=30)
         if r.status_code != 200:
             raise BenchError(f"GET /api/v1/jobs/{job_id} -> {r.status_code}: {r.text[:500]}")
-        return r.json()
+        return r.json()["job"]
 
 
 PHASES = ("queue_s", "run_s", "observe_s", "server_e2e_s")

@@ -105,6 +105,10 @@ class Stack:
             name or f"worker-{kind}", [str(VENV_BIN / "jobgate-worker"), kind], **env
         )
 
+    def start_scheduler(self, name: str = "scheduler", **env: str) -> subprocess.Popen:
+        """A `jobgate-scheduler` replica (start several: none fires a run twice)."""
+        return self._spawn(name, [str(VENV_BIN / "jobgate-scheduler")], **env)
+
     def start(self) -> Stack:
         self.start_auth()
         self.start_gateway()

@@ -14,6 +14,7 @@ from tests.helpers import DEMO_KEY, bearer
 from tests.stack import Stack
 
 ADMIN_PASSWORD = "e2e-admin-password"
+NO_SITE = "http://127.0.0.1:9"  # the discard port: nothing listens, a scrape fails at once
 
 
 @pytest.fixture
@@ -37,6 +38,9 @@ def make_stack(tmp_path, database_url, amqp_url, db):
                 "JOB_LEASE_SECONDS": "3",
                 "OUTBOX_RELAY_SECONDS": "0.5",
                 "WORKER_GRACE_SECONDS": "5",
+                # Never the video site: a scrape test passes its feed server's (tests/feeds.py).
+                "SCRAPE_PROFILE_URL": NO_SITE + "/@{value}",
+                "SCRAPE_HASHTAG_URL": NO_SITE + "/tag/{value}",
                 **env,
             },
         )

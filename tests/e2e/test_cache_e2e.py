@@ -53,7 +53,7 @@ def test_cache_job_over_a_tree_completes_with_exact_counters(stack, api):
     assert job["progress"]["size"]["completedBytes"] == total
     assert job["progress"]["percentage"] == 100
     assert job["throughput"] is None  # only shown while the job runs
-    canonical = api.get(f"{api.base}/jobs/{job['id']}").json()
+    canonical = api.get(f"{api.base}/jobs/{job['id']}").json()["job"]
     assert canonical["result"]["files"] == count and canonical["result"]["bytes"] == total
 
 
@@ -98,7 +98,7 @@ def test_worker_killed_mid_job_resumes_without_counting_twice(stack, api):
         job["progress"]["files"]["completed"] == count and job["progress"]["files"]["failed"] == 0
     )
     assert job["progress"]["size"]["completedBytes"] == total
-    canonical = api.get(f"{api.base}/jobs/{job_id}").json()
+    canonical = api.get(f"{api.base}/jobs/{job_id}").json()["job"]
     assert canonical["attempt"] == 2
     # The second attempt skipped what the first had recorded as read.
     assert canonical["result"]["bytes_read_this_attempt"] < total

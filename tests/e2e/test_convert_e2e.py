@@ -149,7 +149,7 @@ def test_worker_killed_mid_conversion_completes_after_restart(convert_stack, cli
     mp3 = tmp_path / "lecture.mp3"
     mp3.write_bytes(requests.get(f"{stack.url}/download/{job_id}", headers=token).content)
     assert abs(probe(mp3).duration_s - LONG_SECONDS) <= 0.1
-    job = requests.get(f"{stack.url}/api/v1/jobs/{job_id}", headers=token).json()
+    job = requests.get(f"{stack.url}/api/v1/jobs/{job_id}", headers=token).json()["job"]
     assert job["attempt"] == 2
 
 

@@ -21,6 +21,11 @@ def convert_params(input_file: dict[str, Any], **fields: Any) -> dict[str, Any]:
     return {"input_file": str(input_file["id"]), **fields}
 
 
+def scrape_params(mode: str = "profile", value: str = "alice", **fields: Any) -> dict[str, Any]:
+    """Params that the scrape kind's contract accepts: a profile (or hashtag) and options."""
+    return {"mode": mode, "value": value, **fields}
+
+
 def make_job(
     database: db.Database,
     *,

@@ -21,6 +21,7 @@ from jobgate import kinds
 from jobgate.broker import declare_topology
 from jobgate.config import Settings
 from jobgate.db import Database
+from jobgate.storage import DirectoryStorage
 from jobgate_auth import create_app as create_auth_app
 from jobgate_gateway import create_app
 from jobgate_worker.consumer import Worker
@@ -47,9 +48,13 @@ def auth_server(settings: Settings, db: Database) -> Iterator[str]:
 
 @pytest.fixture
 def worker_settings(settings: Settings, amqp_url: str) -> Settings:
-    """Settings for in-process workers: fast heartbeats, short leases and backoff."""
+    """Settings for in-process workers: fast heartbeats, short leases and backoff; scrape
+    sources on a loopback port where nothing listens (a scrape test serves its own feeds),
+    so no test ever reaches the video site."""
     return settings.replace(
         amqp_url=amqp_url,
+        scrape_profile_url="http://127.0.0.1:9/@{value}",
+        scrape_hashtag_url="http://127.0.0.1:9/tag/{value}",
         worker_heartbeat_seconds=0.2,
         job_lease_seconds=5,
         worker_grace_seconds=2,
@@ -74,6 +79,12 @@ def start_worker(worker_settings: Settings, db: Database) -> Iterator[Callable[.
     for worker, thread in started:
         worker.request_stop()
         thread.join(timeout=15)
+
+
+@pytest.fixture
+def storage(worker_settings: Settings) -> DirectoryStorage:
+    """The storage directory the in-process workers write to."""
+    return DirectoryStorage(worker_settings.storage_dir)
 
 
 # --- the gateway --------------------------------------------------------------------------

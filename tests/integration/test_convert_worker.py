@@ -14,7 +14,6 @@ import pytest
 
 from jobgate import files, jobs, media
 from jobgate.jobs import job_logs, submission
-from jobgate.storage import DirectoryStorage
 from tests.factories.files import make_output, make_upload
 from tests.factories.jobs import convert_params, enqueue, make_job, wait_for_job
 from tests.factories.users import make_user
@@ -60,11 +59,6 @@ def clips(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture
 def run_worker(start_worker):
     return functools.partial(start_worker, "convert")
-
-
-@pytest.fixture
-def storage(worker_settings) -> DirectoryStorage:
-    return DirectoryStorage(worker_settings.storage_dir)
 
 
 def submit(db, settings, owner, upload_row, **fields):

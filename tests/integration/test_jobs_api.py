@@ -19,8 +19,11 @@ def test_canonical_submit_read_cancel_retry_and_logs(client):
     assert r.status_code == 201, r.json
     job = r.json
     assert job["kind"] == "cache" and job["status"] == "pending" and job["priority"] == 8
-    assert job["max_attempts"] == 2 and job["progress"]["items_total"] == 3
-    assert job["progress"]["bytes_total_readable"] == "2.93 KB"
+    assert job["max_attempts"] == 2 and job["progress_detail"]["items_total"] == 3
+    assert job["progress_detail"]["bytes_total_readable"] == "2.93 KB"
+    assert job["progress"] == 0  # the overall percentage, as seed 002's clients read it
+    got = client.get(f"/api/v1/jobs/{job['id']}", headers=DEMO).json
+    assert got["job"]["id"] == job["id"] and got["job"]["progress_detail"]["items_total"] == 3
     r = client.post(f"/api/v1/jobs/{job['id']}/retry", headers=DEMO)
     assert r.status_code == 409 and r.json["error"]["code"] == "CONFLICT"
     r = client.post(f"/api/v1/jobs/{job['id']}/cancel", headers=DEMO)
@@ -28,10 +31,8 @@ def test_canonical_submit_read_cancel_retry_and_logs(client):
     r = client.post(f"/api/v1/jobs/{job['id']}/retry", headers=DEMO)
     assert r.status_code == 200 and r.json["status"] == "pending" and r.json["attempt"] == 0
     assert client.get(f"/api/v1/jobs/{job['id']}/logs", headers=DEMO).json["logs"] == []
-    listed = client.get(
-        "/api/v1/jobs?kind=cache&status=pending&sort=priority&order=asc", headers=DEMO
-    ).json
-    assert listed["total"] == 1 and listed["jobs"][0]["id"] == job["id"]
+    r = client.get("/api/v1/jobs?kind=cache&status=pending&sort=priority&order=asc", headers=DEMO)
+    assert r.headers["X-Total-Count"] == "1" and [j["id"] for j in r.json] == [job["id"]]
 
 
 def test_unknown_kind_and_bad_options_are_400(client):
@@ -43,8 +44,19 @@ def test_unknown_kind_and_bad_options_are_400(client):
         headers=DEMO,
     )
     assert r.status_code == 400 and "priority" in r.json["error"]["details"]["fields"]
+    assert r.json["detail"] == [
+        {
+            "loc": ["body", "priority"],
+            "msg": "Must be greater than or equal to 0 and less than or equal to 9.",
+            "type": "value_error",
+        }
+    ]
     r = client.post("/api/v1/jobs", json={"kind": "cache", "filez": ["x"]}, headers=DEMO)
-    assert r.status_code == 400
+    assert (
+        r.status_code == 400
+        and {"loc": ["body", "filez"], "msg": "Unknown field.", "type": "value_error"}
+        in r.json["detail"]
+    )
 
 
 def test_idempotency_key_replays_and_conflicts(client):
@@ -102,3 +114,37 @@ def test_canonical_convert_job_validates_its_input(client, video):
     assert r.status_code == 400
     r = client.post("/api/v1/jobs", json={"kind": "convert", "input_file": "nope"}, headers=DEMO)
     assert r.status_code == 400
+
+
+def test_list_is_an_array_with_total_and_page_links(client):
+    ids = [
+        client.post("/api/v1/jobs", json={"kind": "cache", "files": [f]}, headers=DEMO).json["id"]
+        for f in (f"00_Media/Farm/ProRes422/Farm0010{i}.mov" for i in range(3))
+    ]
+    r = client.get("/api/v1/jobs?limit=1&offset=1&order=asc&kind=cache", headers=DEMO)
+    assert r.status_code == 200 and [j["id"] for j in r.json] == ids[1:2]
+    assert r.headers["X-Total-Count"] == "3"
+    links = {part.split("; ")[1]: part.split("; ")[0] for part in r.headers["Link"].split(", ")}
+    assert set(links) == {'rel="first"', 'rel="prev"', 'rel="next"', 'rel="last"'}
+    assert "offset=2" in links['rel="next"'] and "offset=0" in links['rel="prev"']
+    assert "offset=2" in links['rel="last"'] and "kind=cache" in links['rel="next"']
+
+
+def test_delete_removes_the_job_and_its_outputs(client, gateway_app, db, tmp_path):
+    from tests.factories.files import make_output
+
+    job = client.post(
+        "/api/v1/jobs", json={"kind": "cache", "files": ["00_Media/video.mp4"]}, headers=DEMO
+    ).json
+    mp3 = tmp_path / "out.mp3"
+    mp3.write_bytes(b"ID3" + b"\0" * 100)
+    storage = gateway_app.extensions["jobgate"].storage
+    output = make_output(db, storage, job, mp3)
+    assert storage.path(output["storage_key"]).exists()
+    r = client.delete(f"/api/v1/jobs/{job['id']}", headers=DEMO)
+    assert r.status_code == 204 and r.data == b""
+    assert client.get(f"/api/v1/jobs/{job['id']}", headers=DEMO).status_code == 404
+    assert client.get(f"/api/v1/files/{output['id']}", headers=DEMO).status_code == 404
+    assert not storage.path(output["storage_key"]).exists()
+    r = client.delete(f"/api/v1/jobs/{job['id']}", headers=DEMO)
+    assert r.status_code == 404 and r.json["detail"] == "Job not found"

@@ -19,7 +19,7 @@ def test_seed_upload_status_and_early_download(client, video):
     assert status["filename"] == "clip.mp4" and status["completed_at"] is None
     r = client.get(f"/download/{job_id}", headers=DEMO)
     assert r.status_code == 409 and r.json["error"]["code"] == "CONFLICT"
-    job = client.get(f"/api/v1/jobs/{job_id}", headers=DEMO).json
+    job = client.get(f"/api/v1/jobs/{job_id}", headers=DEMO).json["job"]
     assert job["kind"] == "convert" and job["params"]["output_name"] == "clip.mp3"
     assert job["params"]["bitrate"] == "192k"
 

@@ -25,3 +25,10 @@ def test_environment_overrides_and_seed_aliases():
     assert s.rate_limit_enabled is False
     assert s.cache_client_prefixes == ("/Volumes/a", "C:\\b\\c")
     assert s.job_backoff_seconds == 0.5
+
+
+def test_seed_002_rate_limit_alias_is_per_minute():
+    s = Settings.from_env(environ={"RATE_LIMIT_REQUESTS_PER_MINUTE": "25"})
+    assert s.rate_limit_job_create == "25/minute"
+    ours = {"RATE_LIMIT_JOB_CREATE": "5/second", "RATE_LIMIT_REQUESTS_PER_MINUTE": "25"}
+    assert Settings.from_env(environ=ours).rate_limit_job_create == "5/second"

@@ -8,10 +8,11 @@ from flask import Flask, Response, send_from_directory
 from jobgate.config import Settings
 from jobgate.web import Api, init_web
 from jobgate_gateway import auth, auth_proxy, health, ratelimit
-from jobgate_gateway.compat import seed000, seed001
+from jobgate_gateway.compat import seed000, seed001, seed002
 from jobgate_gateway.files import resources as file_resources
 from jobgate_gateway.jobs import resources as job_resources
 from jobgate_gateway.metrics import init_metrics
+from jobgate_gateway.schedules import resources as schedule_resources
 from jobgate_gateway.services import Services
 from jobgate_gateway.uploads import init_uploads
 
@@ -63,12 +64,16 @@ def create_app(config: Settings | None = None, *, services: Services | None = No
         auth_proxy.blp,
         job_resources.blp,
         file_resources.blp,
+        schedule_resources.blp,
         seed000.health_blp,
         seed000.blp,
         seed001.blp,
+        seed002.health_blp,
+        seed002.blp,
     )
     for blp in blueprints:
         api.register_blueprint(blp)
     ratelimit.limiter.exempt(health.blp)
     ratelimit.limiter.exempt(seed000.health_blp)
+    ratelimit.limiter.exempt(seed002.health_blp)
     return app

@@ -70,6 +70,9 @@ class CoreSettings:
     outbox_relay_seconds: float = 2.0
     stale_requeue_seconds: float = 3600.0
 
+    # scheduler
+    scheduler_interval_seconds: float = 5.0  # how often due schedules are looked for
+
     # files: uploads (inputs of jobs) and outputs
     storage_dir: str = "var/storage"
     max_file_size: int = 100  # MB per upload (seed 001)
@@ -86,9 +89,10 @@ class CoreSettings:
                 *ENV_NAMES.get(field.name, (field.name.upper(),)),
                 *ENV_ALIASES.get(field.name, ()),
             ]
-            raw = next((env[n] for n in names if n in env and env[n] != ""), None)
-            if raw is None:
+            name = next((n for n in names if n in env and env[n] != ""), None)
+            if name is None:
                 continue
+            raw = ENV_ALIAS_FORMATS.get(name, "{}").format(env[name])
             default = field.default
             if isinstance(default, bool):
                 values[field.name] = _bool(raw)
@@ -120,4 +124,8 @@ ENV_ALIASES: dict[str, tuple[str, ...]] = {
     "cache_progress_time_threshold_ms": ("CACHE_PROGRESS_TIME_THRESHOLD",),
     "bootstrap_api_key": ("API_GATEWAY_KEY",),
     "rate_limit_storage_uri": ("REDIS_URL",),
+    "rate_limit_job_create": ("RATE_LIMIT_REQUESTS_PER_MINUTE",),  # seed 002
 }
+
+# Seed variables whose value is written differently from ours.
+ENV_ALIAS_FORMATS: dict[str, str] = {"RATE_LIMIT_REQUESTS_PER_MINUTE": "{}/minute"}

@@ -50,6 +50,17 @@ def outputs_of(conn: db.Connection, *, job_id: str) -> list[File]:
     )
 
 
+def delete_outputs_of(conn: db.Connection, *, job_id: str) -> list[str]:
+    """Remove a job's output rows; returns their storage keys, for the caller to delete once
+    the transaction has committed (a rolled-back delete must not lose objects)."""
+    rows = db.fetch_all(
+        conn,
+        "DELETE FROM files WHERE job_id = %s AND role = 'output' RETURNING storage_key",
+        (job_id,),
+    )
+    return [row["storage_key"] for row in rows]
+
+
 def upload_stats(conn: db.Connection, *, owner_id: str | None) -> dict[str, Any]:
     """Uploads: how many, how many bytes, and how their conversions stand."""
     totals = db.fetch_one(

@@ -76,6 +76,7 @@ class Storage(Protocol):
     def put_file(self, path: str | os.PathLike[str]) -> tuple[str, int, str]: ...
     def path(self, key: str) -> Path: ...
     def delete(self, key: str) -> None: ...
+    def healthy(self) -> bool: ...
     def scratch_dir(self) -> str: ...
 
 
@@ -132,6 +133,10 @@ class DirectoryStorage:
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
+
+    def healthy(self) -> bool:
+        """Whether objects can be stored now: both directories exist and are writable."""
+        return all(os.access(d, os.W_OK | os.X_OK) for d in (self.objects, self.tmp))
 
     def scratch_dir(self) -> str:
         """A private temporary directory on the storage volume (same filesystem as objects)."""

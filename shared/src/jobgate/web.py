@@ -70,6 +70,58 @@ class ErrorDialect:
 CANONICAL = ErrorDialect(canonical_error_body, ErrorSchema)
 
 
+LOCATIONS = {
+    "json": "body",
+    "form": "body",
+    "files": "body",
+    "query": "query",
+    "headers": "header",
+    "view_args": "path",
+}
+
+
+def field_errors(messages: dict[str, Any], loc: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """marshmallow's nested field messages as seed 002's `[{"loc": [...], "msg", "type"}]`."""
+    found = []
+    for name, value in messages.items():
+        # `loc` starts with where the field was, as seed 002's (FastAPI's) clients expect:
+        # webargs nests messages by location, bodies checked in a view are the body's.
+        if loc:
+            where = (*loc, str(name))
+        elif name in LOCATIONS:
+            where = (LOCATIONS[name],)
+        else:
+            where = ("body", str(name))
+        if isinstance(value, dict):
+            found += field_errors(value, where)
+        else:
+            for msg in value if isinstance(value, list) else [value]:
+                found.append({"loc": list(where), "msg": str(msg), "type": "value_error"})
+    return found
+
+
+def error_body_with_detail(status: int, code: str, message: str, details: dict[str, Any]) -> dict:
+    """The canonical body plus seed 002's `detail`: the message, or for invalid fields the
+    list of `{loc, msg, type}` its clients print."""
+    fields_ = details.get("fields")
+    detail: Any = field_errors(fields_) if isinstance(fields_, dict) else message
+    return {**canonical_error_body(status, code, message, details), "detail": detail}
+
+
+class ErrorWithDetailSchema(ErrorSchema):
+    detail = fields.Raw(
+        required=True,
+        metadata={
+            "description": "seed 002's: the message, or a list of {loc, msg, type} for fields",
+            "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}],
+        },
+    )
+
+
+# Routes seed 002's clients share (`/api/v1/jobs`, `/videos`, `/scheduled-jobs`, `/stats`).
+WITH_DETAIL = ErrorDialect(error_body_with_detail, ErrorWithDetailSchema)
+
+
 class Parser(FlaskParser):
     """webargs parser answering 400 (not 422) on invalid input, as DESIGN.md requires."""
 

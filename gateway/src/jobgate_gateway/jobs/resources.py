@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
-from flask import Response
+from flask import Response, request
 from flask.views import MethodView
-from marshmallow import fields
 
 from jobgate import files, jobs, kinds
 from jobgate.errors import Forbidden, InvalidRequest, NotFound
 from jobgate.jobs import job_logs
-from jobgate.web import Blueprint, ErrorDialect, ErrorSchema, canonical_error_body, load_or_400
+from jobgate.web import WITH_DETAIL, Blueprint, load_or_400
 from jobgate_gateway import ratelimit
 from jobgate_gateway.auth import authenticate_blueprint, owner_filter, require_auth
 from jobgate_gateway.files.resources import DOWNLOAD_RESPONSES
@@ -19,8 +19,8 @@ from jobgate_gateway.files.views import file_to_dict, send_stored_file
 from jobgate_gateway.jobs import service
 from jobgate_gateway.jobs.schemas import (
     JobCreateSchema,
+    JobDetailSchema,
     JobListQuerySchema,
-    JobListSchema,
     JobLogsQuerySchema,
     JobLogsSchema,
     JobOptionsSchema,
@@ -28,30 +28,20 @@ from jobgate_gateway.jobs.schemas import (
     JobSchema,
     kind_request_schemas,
 )
-from jobgate_gateway.jobs.views import job_to_dict
+from jobgate_gateway.jobs.views import job_to_dict, kind_hook
 from jobgate_gateway.services import services
 from jobgate_gateway.timefmt import iso_ms
-
-
-class JobsErrorSchema(ErrorSchema):
-    detail = fields.Raw(
-        required=True, metadata={"description": "the message again, as seed 002's clients read it"}
-    )
-
-
-def jobs_error_body(status: int, code: str, message: str, details: dict[str, Any]) -> dict:
-    """`/api/v1/jobs` is also seed 002's (DESIGN.md, "Public API"): its clients read `detail`."""
-    return {**canonical_error_body(status, code, message, details), "detail": message}
-
 
 blp = Blueprint(
     "jobs",
     __name__,
     url_prefix="/api/v1/jobs",
     description="Jobs of every kind",
-    error_dialect=ErrorDialect(jobs_error_body, JobsErrorSchema),
+    error_dialect=WITH_DETAIL,  # /api/v1/jobs is also seed 002's (DESIGN.md, "Public API")
 )
 blp.before_request(authenticate_blueprint)
+
+SEED002_KIND = "scrape"  # a body with `mode` and no `kind` is seed 002's scrape job
 
 IDEMPOTENCY_KEY = {
     "in": "header",
@@ -73,6 +63,12 @@ JOB_REQUEST_BODY = {
 }
 
 
+LIST_HEADERS = {
+    "X-Total-Count": {"description": "jobs matching the filters", "schema": {"type": "integer"}},
+    "Link": {"description": "first/prev/next/last pages (RFC 8288)", "schema": {"type": "string"}},
+}
+
+
 def _split_options(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     option_names = set(JobOptionsSchema().fields)
     params = {k: v for k, v in body.items() if k not in option_names and k != "kind"}
@@ -89,8 +85,16 @@ class Jobs(MethodView):
     @blp.response(201, JobSchema)
     @blp.alt_response(200, schema=JobSchema, description="Idempotency-Key seen: the first job")
     def post(self, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
-        """Submit a job: `kind` plus the kind's parameters and optional retry policy."""
+        """Submit a job: `kind` plus the kind's parameters and optional retry policy. A body
+        with `mode` and no `kind` is seed 002's: a scrape job."""
         principal = require_auth("jobs:write")
+        if "kind" not in body and "mode" in body:
+            body = {**body, "kind": SEED002_KIND}
+        if "kind" not in body:
+            raise InvalidRequest(
+                "Request validation failed",
+                details={"fields": {"kind": ["Missing data for required field."]}},
+            )
         try:
             spec = kinds.get(body["kind"])
         except kinds.UnknownKind:
@@ -104,9 +108,10 @@ class Jobs(MethodView):
         return job_to_dict(job), 201 if created else 200
 
     @blp.arguments(JobListQuerySchema, location="query")
-    @blp.response(200, JobListSchema)
-    def get(self, query: dict[str, Any]) -> dict[str, Any]:
-        """List jobs (own jobs; admins see all and may filter by `owner`)."""
+    @blp.response(200, JobSchema(many=True), headers=LIST_HEADERS)
+    def get(self, query: dict[str, Any]) -> tuple[list[dict[str, Any]], int, dict[str, str]]:
+        """List jobs, a JSON array (seed 002) with the total in `X-Total-Count` and the pages
+        in `Link`; own jobs, admins see all and may filter by `owner`."""
         principal = require_auth("jobs:read")
         owner = owner_filter(principal)
         if "owner" in query:
@@ -126,28 +131,49 @@ class Jobs(MethodView):
                 sort=query["sort"],
                 order=query["order"],
             )
-        return {
-            "jobs": [job_to_dict(r) for r in rows],
-            "total": total,
-            "limit": query["limit"],
-            "offset": query["offset"],
-        }
+        headers = {"X-Total-Count": str(total)}
+        links = page_links(total=total, limit=query["limit"], offset=query["offset"])
+        if links:
+            headers["Link"] = links
+        return [job_to_dict(r) for r in rows], 200, headers
+
+
+def page_links(*, total: int, limit: int, offset: int) -> str:
+    """RFC 8288 links to the first, previous, next and last pages of this listing."""
+    pages = {"first": 0, "last": max(0, (total - 1) // limit * limit)}
+    if offset > 0:
+        pages["prev"] = max(0, offset - limit)
+    if offset + limit < total:
+        pages["next"] = offset + limit
+    args = request.args.to_dict()
+    links = []
+    for rel, page_offset in pages.items():
+        query = urlencode({**args, "limit": limit, "offset": page_offset})
+        links.append(f'<{request.base_url}?{query}>; rel="{rel}"')
+    return ", ".join(links)
 
 
 @blp.route("/<uuidstr:job_id>")
 class JobById(MethodView):
     decorators = [ratelimit.create_limit, ratelimit.status_limit]
 
-    @blp.response(200, JobSchema)
+    @blp.response(200, JobDetailSchema)
     def get(self, job_id: str) -> dict[str, Any]:
-        """A job with its progress, throughput (while fresh) and per-item failures."""
+        """`{"job": …}` with progress, throughput (while fresh) and per-item failures, and
+        beside it what the kind adds (a scrape job's `videos` and `drive_links`)."""
         svc, job = service.job_for_request("jobs:read", job_id)
-        return job_to_dict(job, failures=service.failures_of(svc, job))
+        body = {"job": job_to_dict(job, failures=service.failures_of(svc, job))}
+        extras = kind_hook(job, "job_extras")
+        if extras is not None:
+            body.update(extras(svc, job))
+        return body
 
-    @blp.response(200, JobSchema)
-    def delete(self, job_id: str) -> dict[str, Any]:
-        """Cancel a job (same as POST /cancel); finished jobs are kept for their history."""
-        return _cancel(job_id)
+    @blp.response(204)
+    def delete(self, job_id: str) -> None:
+        """Delete a job with what it produced (seed 002: "and all associated videos"); a job
+        still pending or running is cancelled first."""
+        svc, job = service.job_for_request("jobs:write", job_id)
+        service.delete_job(svc, job)
 
 
 def _cancel(job_id: str) -> dict[str, Any]:

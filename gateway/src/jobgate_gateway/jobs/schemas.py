@@ -24,7 +24,9 @@ class JobCreateSchema(Schema):
     class Meta:
         unknown = INCLUDE
 
-    kind = fields.String(required=True, metadata={"description": "a registered kind"})
+    kind = fields.String(
+        metadata={"description": "a registered kind; without it, a body with `mode` is a scrape"}
+    )
 
 
 def kind_request_schemas() -> dict[str, type[Schema]]:
@@ -98,7 +100,8 @@ class JobSchema(Schema):
     max_attempts = fields.Integer(required=True)
     backoff = fields.String(required=True)
     backoff_seconds = fields.Float(required=True)
-    progress = fields.Nested(JobProgressSchema, required=True)
+    progress = fields.Integer(required=True, metadata={"description": "overall, 0-100"})
+    progress_detail = fields.Nested(JobProgressSchema, required=True)
     throughput = fields.Nested(ThroughputSchema, required=True, allow_none=True)
     error = fields.String(required=True, allow_none=True)
     result = fields.Dict(required=True, allow_none=True)
@@ -110,13 +113,24 @@ class JobSchema(Schema):
     updated_at = fields.String(required=True)
     next_attempt_at = fields.String(required=True, allow_none=True)
     failures = fields.List(fields.Nested(ItemFailureSchema))
+    # Fields a kind adds to its jobs (its API module's `job_fields`): seed 002's, for scrape.
+    mode = fields.String(metadata={"description": "scrape: profile or hashtag"})
+    value = fields.String(metadata={"description": "scrape: username or hashtag"})
+    limit = fields.Integer(metadata={"description": "scrape: videos wanted"})
+    no_watermark = fields.Boolean()
+    total_videos = fields.Integer()
+    successful_downloads = fields.Integer()
+    failed_downloads = fields.Integer()
 
 
-class JobListSchema(Schema):
-    jobs = fields.List(fields.Nested(JobSchema), required=True)
-    total = fields.Integer(required=True)
-    limit = fields.Integer(required=True)
-    offset = fields.Integer(required=True)
+class JobDetailSchema(Schema):
+    """`GET /api/v1/jobs/{id}`: the job, and what its kind adds beside it (seed 002)."""
+
+    job = fields.Nested(JobSchema, required=True)
+    videos = fields.List(fields.Dict(), metadata={"description": "scrape: the job's videos"})
+    drive_links = fields.List(
+        fields.Dict(), metadata={"description": "scrape: where each video and its metadata are"}
+    )
 
 
 class JobLogSchema(Schema):

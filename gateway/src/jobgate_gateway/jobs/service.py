@@ -1,4 +1,4 @@
-"""Submitting, finding, cancelling and retrying jobs on behalf of a principal.
+"""Submitting, finding, cancelling, retrying and deleting jobs on behalf of a principal.
 
 Submission writes the job, its items and its outbox message in one transaction, then
 publishes after commit; a lost publish is picked up by the outbox relay.
@@ -6,19 +6,23 @@ publishes after commit; a lost publish is picked up by the outbox relay.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from flask import g, request
 
-from jobgate import jobs, outbox
+from jobgate import files, jobs, outbox
 from jobgate.errors import Conflict, InvalidRequest, NotFound
 from jobgate.identity import Principal
 from jobgate.jobs import job_items, submission
 from jobgate_gateway.auth import can_access, require_auth
+from jobgate_gateway.jobs.views import kind_hook
 from jobgate_gateway.metrics import JOBS_CREATED
 from jobgate_gateway.services import APP_ID, Services, services
+
+log = logging.getLogger(__name__)
 
 
 def parse_job_id(raw: str, *, message: str = "Invalid job ID format") -> str:
@@ -122,6 +126,27 @@ def cancel_job(svc: Services, job: dict[str, Any]) -> dict[str, Any]:
     if row["status"] == "running":
         svc.broadcast_cancel(str(row["id"]))
     return row
+
+
+def delete_job(svc: Services, job: dict[str, Any]) -> None:
+    """Cancel the job if it still runs, then delete it with what it produced: its output
+    files, or what its kind's `on_delete(conn, job)` hook removes instead (returning the
+    storage keys to drop). Stored objects go only once the rows are gone for good."""
+    job_id = str(job["id"])
+    on_delete = kind_hook(job, "on_delete") or (
+        lambda conn, _job: files.delete_outputs_of(conn, job_id=job_id)
+    )
+    with svc.db.transaction() as conn:
+        cancelled = submission.request_cancel(conn, job_id=job_id)
+        keys = on_delete(conn, job)
+        submission.delete_job(conn, job_id=job_id)
+    if cancelled is not None and cancelled["status"] == "running":
+        svc.broadcast_cancel(job_id)
+    for key in keys:
+        try:
+            svc.storage.delete(key)
+        except OSError as exc:
+            log.warning("job %s deleted; stored object %s not removed: %s", job_id, key, exc)
 
 
 def retry_failed_job(svc: Services, job: dict[str, Any]) -> dict[str, Any]:

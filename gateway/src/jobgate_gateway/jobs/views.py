@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from jobgate import kinds
 from jobgate.sizes import mib_per_second, readable_rate, readable_size
 from jobgate_gateway.timefmt import iso_ms
 
@@ -19,12 +20,15 @@ def percent(done: int, total: int, *, finished: bool) -> int:
 
 
 def progress(job: dict[str, Any]) -> dict[str, Any]:
-    """Whole percentages: of items, of bytes, and overall (seed 000: their average). Kinds
+    """Whole percentages: of items, of bytes, and overall (seed 000: their average). Items
+    of unknown size (a scrape job's videos before download) count by number alone; kinds
     without items (a conversion) report their own percentage instead."""
     finished = job["status"] == "completed"
     files_pct = percent(job["items_done"], job["items_total"], finished=finished)
     size_pct = percent(job["bytes_done"], job["bytes_total"], finished=finished)
     overall = round((files_pct + size_pct) / 2)
+    if job["items_total"] and not job["bytes_total"] and not finished:
+        overall = files_pct
     if job["items_total"] == 0 and job.get("progress_pct") is not None and not finished:
         overall = min(100, int(job["progress_pct"]))
     return {"files_pct": files_pct, "size_pct": size_pct, "overall_pct": overall}
@@ -46,9 +50,20 @@ def fresh_throughput(job: dict[str, Any], now: dt.datetime | None = None) -> dic
     }
 
 
+def kind_hook(job: dict[str, Any], name: str) -> Any:
+    """The job's kind's optional API hook (`job_fields`, `job_extras`), if the kind exists."""
+    try:
+        return kinds.get(job["kind"]).api_hook(name)
+    except kinds.UnknownKind:
+        return None
+
+
 def job_to_dict(
     job: dict[str, Any], *, failures: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
+    """The job object of `/api/v1/jobs`, which seed 002's clients share (DESIGN.md, "Public
+    API"): `progress` is the overall percentage, the detail is in `progress_detail`, and the
+    kind adds its own fields (a scrape job's `mode`, `value`, `total_videos`, …)."""
     pct = progress(job)
     tput = fresh_throughput(job)
     body = {
@@ -62,7 +77,8 @@ def job_to_dict(
         "max_attempts": job["max_attempts"],
         "backoff": job["backoff"],
         "backoff_seconds": job["backoff_seconds"],
-        "progress": {
+        "progress": pct["overall_pct"],
+        "progress_detail": {
             "items_done": job["items_done"],
             "items_failed": job["items_failed"],
             "items_total": job["items_total"],
@@ -88,4 +104,7 @@ def job_to_dict(
     }
     if failures:
         body["failures"] = failures
+    fields = kind_hook(job, "job_fields")
+    if fields is not None:
+        body.update(fields(job))
     return body

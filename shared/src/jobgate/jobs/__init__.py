@@ -68,3 +68,20 @@ def list_jobs(
         [*params, limit, offset],
     )
     return rows, int(total)
+
+
+def count_by_status(
+    conn: db.Connection, *, kind: str | None = None, owner_id: str | None = None
+) -> dict[str, int]:
+    """How many jobs (of `kind`, of `owner_id`: None = all) there are in each status."""
+    rows = db.fetch_all(
+        conn,
+        """
+        SELECT status, count(*) AS n FROM jobs
+        WHERE (%(kind)s::text IS NULL OR kind = %(kind)s)
+          AND (%(owner)s::uuid IS NULL OR owner_id = %(owner)s::uuid)
+        GROUP BY status
+        """,
+        {"kind": kind, "owner": owner_id},
+    )
+    return {row["status"]: int(row["n"]) for row in rows}

@@ -28,9 +28,15 @@ def insert_items(
     conn: db.Connection, *, job_id: str, items: Iterable[NewItem | tuple[Any, ...]]
 ) -> None:
     """Store a job's items, numbered in order."""
+    _insert(conn, job_id=job_id, first_seq=0, items=items)
+
+
+def _insert(
+    conn: db.Connection, *, job_id: str, first_seq: int, items: Iterable[NewItem | tuple[Any, ...]]
+) -> None:
     rows = (
-        (job_id, seq, item.key, item.size, item.meta)
-        for seq, item in enumerate(NewItem(*raw) for raw in items)
+        (job_id, first_seq + n, item.key, item.size, item.meta)
+        for n, item in enumerate(NewItem(*raw) for raw in items)
     )
     with conn.cursor() as cur:
         psycopg2.extras.execute_values(
@@ -39,6 +45,26 @@ def insert_items(
             rows,
             page_size=2000,
         )
+
+
+def append_items(
+    conn: db.Connection, *, job_id: str, items: Iterable[NewItem | tuple[Any, ...]]
+) -> int:
+    """Store items a worker found while running (a scrape job lists its videos), numbered
+    after those already stored, and make `items_total` count them all; returns that total."""
+    row = db.fetch_one(
+        conn,
+        "SELECT coalesce(max(seq) + 1, 0) AS next FROM job_items WHERE job_id = %s",
+        (job_id,),
+    )
+    _insert(conn, job_id=job_id, first_seq=int(row["next"]), items=items)
+    total = db.fetch_one(
+        conn,
+        "UPDATE jobs SET items_total = (SELECT count(*) FROM job_items WHERE job_id = %(id)s)"
+        " WHERE id = %(id)s RETURNING items_total",
+        {"id": job_id},
+    )
+    return int(total["items_total"]) if total else 0
 
 
 def open_items(conn: db.Connection, *, job_id: str) -> list[dict[str, Any]]:
@@ -77,14 +103,22 @@ def mark_items(
     job_id: str,
     done: Sequence[int] = (),
     failed: dict[int, str] | None = None,
+    sizes: dict[int, int] | None = None,
 ) -> None:
-    """Mark items (by `seq`) done, or failed with their error."""
+    """Mark items (by `seq`) done, or failed with their error; `sizes` sets the bytes of
+    done items whose size was unknown when they were stored (a downloaded video)."""
     if done:
         db.execute(
             conn,
             "UPDATE job_items SET status = 'done', error = NULL"
             " WHERE job_id = %s AND seq = ANY(%s)",
             (job_id, list(done)),
+        )
+    for seq, size in (sizes or {}).items():
+        db.execute(
+            conn,
+            "UPDATE job_items SET size = %s WHERE job_id = %s AND seq = %s",
+            (size, job_id, seq),
         )
     for seq, error in (failed or {}).items():
         db.execute(

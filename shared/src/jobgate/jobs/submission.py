@@ -23,15 +23,19 @@ def create_job(
     request_id: str | None = None,
     items_total: int = 0,
     bytes_total: int = 0,
+    schedule_id: str | None = None,
 ) -> Job | None:
-    """Insert a pending job; None when this owner already used `idempotency_key`."""
+    """Insert a pending job (a run of `schedule_id` when set); None when this owner already
+    used `idempotency_key`."""
     return db.fetch_one(
         conn,
         """
         INSERT INTO jobs (id, kind, owner_id, params, priority, max_attempts, backoff,
-                          backoff_seconds, idempotency_key, request_id, items_total, bytes_total)
+                          backoff_seconds, idempotency_key, request_id, items_total, bytes_total,
+                          schedule_id)
         VALUES (%(id)s, %(kind)s, %(owner)s, %(params)s, %(priority)s, %(max_attempts)s,
-                %(backoff)s, %(backoff_seconds)s, %(key)s, %(rid)s, %(items)s, %(bytes)s)
+                %(backoff)s, %(backoff_seconds)s, %(key)s, %(rid)s, %(items)s, %(bytes)s,
+                %(schedule)s)
         ON CONFLICT (owner_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING *
         """,
@@ -48,7 +52,22 @@ def create_job(
             "rid": request_id,
             "items": items_total,
             "bytes": bytes_total,
+            "schedule": schedule_id,
         },
+    )
+
+
+def fail_unqueued(conn: db.Connection, *, job_id: str, error: str) -> Job | None:
+    """End a job that was never queued as `failed` (a scheduled run whose params no longer
+    make a job: the folder is gone), so the failure is on record like any other outcome."""
+    return db.fetch_one(
+        conn,
+        """
+        UPDATE jobs SET status = 'failed', error = %s, completed_at = now(), updated_at = now()
+        WHERE id = %s AND status = 'pending'
+        RETURNING *
+        """,
+        (error, job_id),
     )
 
 
@@ -100,3 +119,9 @@ def retry_job(
         raise ValueError("only failed or cancelled jobs can be retried")
     job_items.reset_failed_items(conn, job_id=job_id)
     return job, outbox.add_job_message(conn, job=job, app_id=app_id, request_id=request_id)
+
+
+def delete_job(conn: db.Connection, *, job_id: str) -> bool:
+    """Remove a job for good (its items and logs go with it); False if it did not exist.
+    A worker still holding it finds its row gone and drops the attempt."""
+    return db.execute(conn, "DELETE FROM jobs WHERE id = %s", (job_id,)) == 1

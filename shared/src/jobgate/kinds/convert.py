@@ -36,4 +36,5 @@ SPEC = KindSpec(
     params=ConvertParams,
     settings=ConvertSettings,
     seed="001",
+    schedulable=False,  # its input is one upload: a schedule could only convert it again
 )

@@ -4,12 +4,27 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from marshmallow import Schema
 
 MAX_PRIORITY = 9
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What one job of a kind is made of when it is submitted: its params as stored in
+    `jobs.params`, its items `(key, size in bytes)` and their total size."""
+
+    params: dict[str, Any]
+    items: Sequence[tuple[str, int]] = ()
+    bytes_total: int = 0
+
+
+# plan(conn, settings, owner_id, loaded params) -> Plan; raises jobgate.errors.InvalidRequest
+# when the params name something that is not there (a cache job's missing folder).
+Planner = Callable[[Any, Any, str, dict[str, Any]], Plan]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +48,10 @@ class KindSpec:
     seed: str | None = None  # the seed document whose compatibility routes serve this kind
     worker_module: str = ""  # default: jobgate_worker.kinds.<name>
     api_module: str = ""  # default: jobgate_gateway.kinds.<name>
+    # Recurring schedules (jobgate.schedules): whether a job can be re-made from stored params
+    # alone (not so for an upload's conversion), and the work a job needs at submission.
+    schedulable: bool = True
+    plan: Planner | None = None  # None: the params as they are, no items
 
     def __post_init__(self) -> None:
         if not self.worker_module:
@@ -52,6 +71,13 @@ class KindSpec:
         """Loaded params as the JSON stored in `jobs.params`."""
         return self.params().dump(params)
 
+    def make_plan(self, conn: Any, settings: Any, owner_id: str, params: dict[str, Any]) -> Plan:
+        """The job that loaded `params` make now: the kind's `plan` hook, or the params as
+        they are. The gateway and the scheduler both submit through this."""
+        if self.plan is None:
+            return Plan(params=self.dump_params(params))
+        return self.plan(conn, settings, owner_id, params)
+
     @property
     def handler(self) -> Callable[..., dict[str, Any] | None]:
         """The worker's `run(ctx)` (importing the worker package)."""
@@ -67,3 +93,9 @@ class KindSpec:
     def submit(self) -> Callable[..., tuple[dict[str, Any], bool]]:
         """The gateway's `submit(svc, principal, params, options, idempotency_key)`."""
         return importlib.import_module(self.api_module).submit
+
+    def api_hook(self, name: str) -> Callable[..., Any] | None:
+        """An optional function of the API module: `job_fields(job)` (fields of the kind
+        added to its job objects) or `job_extras(svc, job)` (what `GET /api/v1/jobs/{id}`
+        returns beside `job`, such as a scrape job's `videos`)."""
+        return getattr(importlib.import_module(self.api_module), name, None)
