@@ -55,7 +55,7 @@ JOB_REQUEST_BODY = {
     "content": {
         "application/json": {
             "schema": {
-                "oneOf": list(kind_request_schemas().values()),
+                "oneOf": list(kind_request_schemas(JobOptionsSchema, suffix="JobRequest").values()),
                 "discriminator": {"propertyName": "kind"},
             }
         }

@@ -29,17 +29,21 @@ class JobCreateSchema(Schema):
     )
 
 
-def kind_request_schemas() -> dict[str, type[Schema]]:
-    """Per kind, the documented body of `POST /api/v1/jobs`: `kind`, the options every kind
-    accepts, and the kind's own params (its contract in `jobgate.kinds`)."""
+def kind_request_schemas(
+    common: type[Schema], *, suffix: str, schedulable_only: bool = False
+) -> dict[str, type[Schema]]:
+    """Per kind, a documented request body: `common`'s fields, `kind` fixed to the kind, and
+    the kind's own params (its contract in `jobgate.kinds`); for the OpenAPI `oneOf`."""
     schemas = {}
     for spec in kinds.specs():
+        if schedulable_only and not spec.schedulable:
+            continue
         declared = {
+            **common._declared_fields,
             "kind": fields.String(required=True, validate=validate.OneOf([spec.name])),
-            **JobOptionsSchema._declared_fields,
             **spec.params._declared_fields,
         }
-        name = f"{spec.name.capitalize()}JobRequest"
+        name = f"{spec.name.capitalize()}{suffix}"
         schemas[name] = Schema.from_dict(declared, name=name)
     return schemas
 

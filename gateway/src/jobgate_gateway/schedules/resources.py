@@ -10,7 +10,7 @@ from marshmallow import Schema
 from jobgate.web import Blueprint
 from jobgate_gateway import ratelimit
 from jobgate_gateway.auth import authenticate_blueprint, require_auth
-from jobgate_gateway.jobs.schemas import JobOptionsSchema
+from jobgate_gateway.jobs.schemas import JobOptionsSchema, kind_request_schemas
 from jobgate_gateway.schedules import service
 from jobgate_gateway.schedules.schemas import (
     ScheduleCreateSchema,
@@ -18,7 +18,6 @@ from jobgate_gateway.schedules.schemas import (
     ScheduleListSchema,
     ScheduleSchema,
     ScheduleUpdateSchema,
-    kind_schedule_request_schemas,
 )
 from jobgate_gateway.schedules.views import schedule_to_dict
 from jobgate_gateway.services import services
@@ -36,7 +35,11 @@ SCHEDULE_REQUEST_BODY = {
     "content": {
         "application/json": {
             "schema": {
-                "oneOf": list(kind_schedule_request_schemas().values()),
+                "oneOf": list(
+                    kind_request_schemas(
+                        ScheduleCreateSchema, suffix="ScheduleRequest", schedulable_only=True
+                    ).values()
+                ),
                 "discriminator": {"propertyName": "kind"},
             }
         }

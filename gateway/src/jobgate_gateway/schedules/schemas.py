@@ -47,22 +47,6 @@ class ScheduleUpdateSchema(JobOptionsSchema):
     enabled = fields.Boolean()
 
 
-def kind_schedule_request_schemas() -> dict[str, type[Schema]]:
-    """Per schedulable kind, the documented body of `POST /api/v1/schedules`."""
-    schemas = {}
-    for spec in kinds.specs():
-        if not spec.schedulable:
-            continue
-        declared = {
-            **ScheduleCreateSchema._declared_fields,
-            "kind": fields.String(required=True, validate=validate.OneOf([spec.name])),
-            **spec.params._declared_fields,
-        }
-        name = f"{spec.name.capitalize()}ScheduleRequest"
-        schemas[name] = Schema.from_dict(declared, name=name)
-    return schemas
-
-
 class ScheduleListQuerySchema(Schema):
     enabled = fields.Boolean()
     kind = fields.String(validate=validate.OneOf(kinds.names()))
