@@ -44,5 +44,6 @@ fmt: venv ## ruff format and autofix
 bench: venv services migrate ## benchmarks (not tests): print tables, write JSON to bench/results/
 	$(BIN)/python bench/cache_bench.py
 	$(BIN)/python bench/convert_bench.py
+	$(BIN)/python bench/scrape_bench.py
 
 .PHONY: help venv services migrate run test lint fmt bench
