@@ -141,6 +141,11 @@ class _Scrape:
         # see the other downloads' outcomes.
         self.record_lock = threading.Lock()
         self.started = time.monotonic()
+        # One YoutubeDL per download thread for the whole attempt, as yt-dlp's command line
+        # keeps one for a playlist: making one per video cost more than the download.
+        self._local = threading.local()
+        self._downloaders: list[yt_dlp.YoutubeDL] = []
+        self._downloaders_lock = threading.Lock()
 
     # --- the attempt ---------------------------------------------------------------------
 
@@ -314,6 +319,7 @@ class _Scrape:
         finally:
             self.stop.set()
             pool.shutdown(wait=False, cancel_futures=True)
+            self._close_downloaders()
 
     def _process(self, item: dict[str, Any]) -> None:
         """One video: reuse it if stored, else download and store it; record the outcome."""
@@ -405,28 +411,50 @@ class _Scrape:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
+    def _downloader(self) -> yt_dlp.YoutubeDL:
+        """This download thread's YoutubeDL, made on first use; each video sets where its
+        files go (`paths`, read at every download)."""
+        ydl = getattr(self._local, "ydl", None)
+        if ydl is None:
+
+            def hook(_status: dict[str, Any]) -> None:
+                if self.stop.is_set():
+                    raise DownloadCancelled("the job is stopping")
+
+            ydl = yt_dlp.YoutubeDL(
+                self._ydl_options(
+                    outtmpl={"default": "video.%(ext)s"},
+                    writeinfojson=True,
+                    progress_hooks=[hook],
+                    buffersize=READ_BLOCK_BYTES,
+                    noresizebuffer=True,
+                    noplaylist=True,
+                    format=NO_WATERMARK_FORMAT if self.params["no_watermark"] else "b",
+                )
+            )
+            self._local.ydl = ydl
+            with self._downloaders_lock:
+                self._downloaders.append(ydl)
+        return ydl
+
+    def _close_downloaders(self) -> None:
+        with self._downloaders_lock:
+            downloaders, self._downloaders = self._downloaders, []
+        for ydl in downloaders:
+            try:
+                ydl.close()
+            except Exception as exc:  # noqa: BLE001 - closing must not hide the outcome
+                log.warning("job %s: yt-dlp did not close: %s", self.ctx.job_id, exc)
+
     def _fetch(self, vid: str, entry: dict[str, Any], scratch: str) -> dict[str, Any]:
-        """Full extraction and download of one entry, retried with backoff."""
-
-        def hook(_status: dict[str, Any]) -> None:
-            if self.stop.is_set():
-                raise DownloadCancelled("the job is stopping")
-
-        options = self._ydl_options(
-            outtmpl={"default": os.path.join(scratch, "video.%(ext)s")},
-            writeinfojson=True,
-            progress_hooks=[hook],
-            buffersize=READ_BLOCK_BYTES,
-            noresizebuffer=True,
-            noplaylist=True,
-            format=NO_WATERMARK_FORMAT if self.params["no_watermark"] else "b",
-        )
+        """Full extraction and download of one entry into `scratch`, retried with backoff."""
 
         def fetch() -> dict[str, Any]:
             for name in os.listdir(scratch):  # what a failed try left
                 os.unlink(os.path.join(scratch, name))
-            with yt_dlp.YoutubeDL(options) as ydl:
-                return ydl.process_ie_result(dict(entry), download=True) or {}
+            ydl = self._downloader()
+            ydl.params["paths"] = {"home": scratch}
+            return ydl.process_ie_result(dict(entry), download=True) or {}
 
         try:
             return self._with_retries(fetch, retries=self.settings.scrape_video_retries, what=vid)
