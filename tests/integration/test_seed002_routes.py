@@ -150,3 +150,30 @@ def test_stats_and_health(client, db):
     assert health["status"] == "healthy" and health["database"] is True
     assert health["google_drive"] is True
     assert health["scheduler"] is False  # no scheduler process heart-beats in this test
+
+
+@pytest.mark.usefixtures("filespace")
+def test_scheduled_jobs_show_only_scrape_schedules(client):
+    r = client.post(
+        "/api/v1/schedules",
+        json={
+            "name": "warm",
+            "kind": "cache",
+            "files": ["00_Media/video.mp4"],
+            "interval_minutes": 60,
+        },
+        headers=DEMO,
+    )
+    assert r.status_code == 201, r.json
+    cache_id = r.json["id"]
+    assert client.get("/api/v1/scheduled-jobs", headers=DEMO).json == []
+    for method, url in [
+        ("get", f"/api/v1/scheduled-jobs/{cache_id}"),
+        ("patch", f"/api/v1/scheduled-jobs/{cache_id}"),
+        ("post", f"/api/v1/scheduled-jobs/{cache_id}/toggle"),
+        ("delete", f"/api/v1/scheduled-jobs/{cache_id}"),
+    ]:
+        kwargs = {"json": {"limit": 5}} if method == "patch" else {}
+        assert getattr(client, method)(url, headers=DEMO, **kwargs).status_code == 404, url
+    assert client.get("/api/v1/stats", headers=DEMO).json["scheduled_jobs_count"] == 0
+    assert client.get(f"/api/v1/schedules/{cache_id}", headers=DEMO).json["enabled"] is True

@@ -244,13 +244,16 @@ def list_schedules(
     return rows, int(total["n"])
 
 
-def counts(conn: db.Connection, *, owner_id: str | None = None) -> dict[str, int]:
-    """How many schedules there are and how many are enabled (seed 002's stats)."""
+def counts(
+    conn: db.Connection, *, owner_id: str | None = None, kind: str | None = None
+) -> dict[str, int]:
+    """How many schedules (of `kind`) there are and how many are enabled (seed 002's stats)."""
     row = db.fetch_one(
         conn,
         "SELECT count(*) AS total, count(*) FILTER (WHERE enabled) AS enabled FROM schedules"
-        " WHERE %(owner)s::uuid IS NULL OR owner_id = %(owner)s::uuid",
-        {"owner": owner_id},
+        " WHERE (%(owner)s::uuid IS NULL OR owner_id = %(owner)s::uuid)"
+        " AND (%(kind)s::text IS NULL OR kind = %(kind)s)",
+        {"owner": owner_id, "kind": kind},
     )
     return {"total": int(row["total"]), "enabled": int(row["enabled"])}
 

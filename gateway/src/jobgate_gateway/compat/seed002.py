@@ -14,6 +14,7 @@ from marshmallow import Schema, fields, validate
 
 from jobgate import jobs, videos
 from jobgate.errors import NotFound
+from jobgate.identity import Principal
 from jobgate.kinds import scrape
 from jobgate.web import WITH_DETAIL, Blueprint
 from jobgate_gateway import ratelimit
@@ -198,25 +199,18 @@ def schedule_body(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _scrape_schedule(svc: Services, raw_id: str) -> dict[str, Any]:
-    """The caller's schedule, if it makes scrape jobs (others belong to `/api/v1/schedules`)."""
-    row = schedule_service.find_schedule(svc, require_auth("jobs:read"), raw_id)
-    if row["kind"] != KIND:
-        raise NotFound("Schedule not found")
-    return row
-
-
 # --- videos -----------------------------------------------------------------------------------
 
 
-def _video(video_id: str, scope: str) -> tuple[Services, dict[str, Any]]:
+def _video(video_id: str, scope: str) -> tuple[Services, Principal, dict[str, Any]]:
+    """The caller's video by its source id (or record id), with the services and principal."""
     principal = require_auth(scope)
     svc = services()
     with svc.db.transaction() as conn:
         row = videos.get_video(conn, video_id=video_id, owner_id=owner_filter(principal))
     if row is None:
         raise NotFound("Video not found")
-    return svc, row
+    return svc, principal, row
 
 
 @blp.route("/videos")
@@ -242,12 +236,12 @@ class Video(MethodView):
     @blp.response(200, Seed002VideoSchema)
     def get(self, video_id: str) -> dict[str, Any]:
         """One video by its source id (or its `record_id`)."""
-        return scrape_api.video_to_dict(_video(video_id, "jobs:read")[1])
+        return scrape_api.video_to_dict(_video(video_id, "jobs:read")[2])
 
     @blp.response(204)
     def delete(self, video_id: str) -> None:
         """Forget a video record; its stored files stay (as Drive's did in the seed)."""
-        svc, row = _video(video_id, "jobs:write")
+        svc, _, row = _video(video_id, "jobs:write")
         with svc.db.transaction() as conn:
             videos.delete_video(conn, record_id=str(row["id"]))
 
@@ -257,8 +251,8 @@ class Video(MethodView):
 @blp.response(200, Seed002RetrySchema)
 def retry_video(video_id: str) -> dict[str, Any]:
     """Download this one video again, through the queue (a scrape job for it alone)."""
-    svc, row = _video(video_id, "jobs:write")
-    job = scrape_api.retry_video(svc, require_auth("jobs:write"), row)
+    svc, principal, row = _video(video_id, "jobs:write")
+    job = scrape_api.retry_video(svc, principal, row)
     return {
         "message": "Video queued for download",
         "video": scrape_api.video_to_dict(row),
@@ -306,31 +300,31 @@ class ScheduledJob(MethodView):
 
     @blp.response(200, Seed002ScheduleSchema)
     def get(self, schedule_id: str) -> dict[str, Any]:
-        return schedule_body(_scrape_schedule(services(), schedule_id))
+        principal = require_auth("jobs:read")
+        row = schedule_service.find_schedule(services(), principal, schedule_id, kind=KIND)
+        return schedule_body(row)
 
     @blp.arguments(Seed002ScheduleUpdateSchema)
     @blp.response(200, Seed002ScheduleSchema)
     def patch(self, body: dict[str, Any], schedule_id: str) -> dict[str, Any]:
         """Change any of the create fields; the others stay."""
-        svc = services()
-        _scrape_schedule(svc, schedule_id)
         params = {k: body[k] for k in PARAM_NAMES if k in body}
         row = schedule_service.update_schedule(
-            svc,
+            services(),
             require_auth("jobs:write"),
             schedule_id,
             name=body.get("name"),
             params=params or None,
             interval_minutes=body.get("interval_minutes"),
             enabled=body.get("enabled"),
+            only_kind=KIND,
         )
         return schedule_body(row)
 
     @blp.response(204)
     def delete(self, schedule_id: str) -> None:
-        svc = services()
-        _scrape_schedule(svc, schedule_id)
-        schedule_service.delete(svc, require_auth("jobs:write"), schedule_id)
+        principal = require_auth("jobs:write")
+        schedule_service.delete(services(), principal, schedule_id, only_kind=KIND)
 
 
 @blp.route("/scheduled-jobs/<uuidstr:schedule_id>/toggle", methods=["POST"])
@@ -338,9 +332,9 @@ class ScheduledJob(MethodView):
 @blp.response(200, Seed002ScheduleSchema)
 def toggle_scheduled_job(schedule_id: str) -> dict[str, Any]:
     """Enable a disabled schedule or disable an enabled one."""
-    svc = services()
-    _scrape_schedule(svc, schedule_id)
-    return schedule_body(schedule_service.toggle(svc, require_auth("jobs:write"), schedule_id))
+    principal = require_auth("jobs:write")
+    row = schedule_service.toggle(services(), principal, schedule_id, only_kind=KIND)
+    return schedule_body(row)
 
 
 # --- stats ------------------------------------------------------------------------------------
@@ -358,15 +352,14 @@ def stats() -> dict[str, Any]:
     with svc.db.transaction() as conn:
         by_status = jobs.count_by_status(conn, kind=KIND, owner_id=owner)
         video_totals = videos.video_stats(conn, owner_id=owner)
-    _, scheduled = schedule_service.list_schedules(svc, principal, kind=KIND, limit=1)
-    _, active = schedule_service.list_schedules(svc, principal, kind=KIND, enabled=True, limit=1)
+    scheduled = schedule_service.count_schedules(svc, principal, kind=KIND)
     return {
         "total_jobs": sum(by_status.values()),
         **{f"{s}_jobs": by_status.get(s, 0) for s in ("pending", "running", "completed")},
         "failed_jobs": by_status.get("failed", 0),
         **video_totals,
-        "scheduled_jobs_count": scheduled,
-        "active_scheduled_jobs": active,
+        "scheduled_jobs_count": scheduled["total"],
+        "active_scheduled_jobs": scheduled["enabled"],
     }
 
 

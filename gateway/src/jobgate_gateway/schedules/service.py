@@ -98,12 +98,15 @@ def create_schedule(
         )
 
 
-def find_schedule(svc: Services, principal: Principal, raw_id: str) -> dict[str, Any]:
-    """The schedule if it exists and the principal may see it; else 404."""
+def find_schedule(
+    svc: Services, principal: Principal, raw_id: str, *, kind: str | None = None
+) -> dict[str, Any]:
+    """The schedule if it exists, makes jobs of `kind` (when given; a dialect that serves
+    one kind sees no other) and the principal may see it; else 404."""
     schedule_id = parse_schedule_id(raw_id)
     with svc.db.transaction() as conn:
         row = schedules.get(conn, schedule_id=schedule_id)
-    if row is None or not can_access(principal, row):
+    if row is None or not can_access(principal, row) or (kind and row["kind"] != kind):
         raise NotFound("Schedule not found")
     return row
 
@@ -127,11 +130,12 @@ def update_schedule(
     interval_minutes: int | None = None,
     cron: str | None = None,
     enabled: bool | None = None,
+    only_kind: str | None = None,
 ) -> dict[str, Any]:
     """PATCH: None leaves a field as it is. `params` are merged onto the stored ones (or
     replace them when `kind` changes); an interval clears the cron expression and the other
     way round; options sent as null go back to the defaults."""
-    current = find_schedule(svc, principal, raw_id)
+    current = find_schedule(svc, principal, raw_id, kind=only_kind)
     changes: dict[str, Any] = {}
     if name is not None:
         schedules.check_name(name)
@@ -154,16 +158,20 @@ def update_schedule(
         return _gone(schedules.update(conn, schedule_id=str(current["id"]), changes=changes))
 
 
-def toggle(svc: Services, principal: Principal, raw_id: str) -> dict[str, Any]:
+def toggle(
+    svc: Services, principal: Principal, raw_id: str, *, only_kind: str | None = None
+) -> dict[str, Any]:
     """Enable a disabled schedule or disable an enabled one."""
-    current = find_schedule(svc, principal, raw_id)
+    current = find_schedule(svc, principal, raw_id, kind=only_kind)
     with svc.db.transaction() as conn:
         return _gone(schedules.toggle(conn, schedule_id=str(current["id"])))
 
 
-def delete(svc: Services, principal: Principal, raw_id: str) -> None:
+def delete(
+    svc: Services, principal: Principal, raw_id: str, *, only_kind: str | None = None
+) -> None:
     """Delete a schedule; the jobs it made stay (no longer linked to it)."""
-    current = find_schedule(svc, principal, raw_id)
+    current = find_schedule(svc, principal, raw_id, kind=only_kind)
     with svc.db.transaction() as conn:
         if not schedules.delete(conn, schedule_id=str(current["id"])):
             raise NotFound("Schedule not found")
@@ -190,10 +198,12 @@ def list_schedules(
         )
 
 
-def count_schedules(svc: Services, principal: Principal) -> dict[str, int]:
+def count_schedules(
+    svc: Services, principal: Principal, *, kind: str | None = None
+) -> dict[str, int]:
     """`{"total", "enabled"}` of the principal's schedules (every one for an admin)."""
     with svc.db.transaction() as conn:
-        return schedules.counts(conn, owner_id=owner_filter(principal))
+        return schedules.counts(conn, owner_id=owner_filter(principal), kind=kind)
 
 
 def scheduler_alive(svc: Services) -> bool:
