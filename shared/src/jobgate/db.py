@@ -29,12 +29,20 @@ DataError = psycopg2.DataError  # a value PostgreSQL cannot take (range, encodin
 
 
 class Database:
-    """A lazily opened connection pool; `transaction()` commits or rolls back."""
+    """A lazily opened connection pool; `transaction()` commits or rolls back.
 
-    def __init__(self, url: str, *, minconn: int = 1, maxconn: int = 10) -> None:
+    With every connection in use, `transaction()` waits up to `wait_s` for one to come back
+    before raising PoolError (psycopg2's pool itself never waits): 0 suits a web process,
+    which answers 503 at once; a worker whose job runs several threads waits its turn."""
+
+    def __init__(
+        self, url: str, *, minconn: int = 1, maxconn: int = 10, wait_s: float = 0.0
+    ) -> None:
         self.url = url
         self._minconn = minconn
         self._maxconn = maxconn
+        self._wait_s = wait_s
+        self._free = threading.BoundedSemaphore(maxconn)
         self._pool: psycopg2.pool.ThreadedConnectionPool | None = None
         self._lock = threading.Lock()
 
@@ -56,7 +64,13 @@ class Database:
     def transaction(self) -> Iterator[Connection]:
         """Yield a pooled connection inside a transaction; broken connections are discarded."""
         pool = self._get_pool()
-        conn = pool.getconn()
+        if not self._free.acquire(timeout=self._wait_s or None, blocking=self._wait_s > 0):
+            raise PoolError(f"all {self._maxconn} database connections are in use")
+        try:
+            conn = pool.getconn()
+        except BaseException:
+            self._free.release()
+            raise
         broken = False
         try:
             yield conn
@@ -69,6 +83,7 @@ class Database:
             raise
         finally:
             pool.putconn(conn, close=broken or bool(conn.closed))
+            self._free.release()
 
     def ping(self) -> bool:
         try:

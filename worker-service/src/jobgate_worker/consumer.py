@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 HAND_BACK_WAIT_S = 10.0  # after the grace period, how long handed-back jobs get to settle
 CLAIM_FAILED_PAUSE_S = 1.0  # the database is likely down: do not spin on redeliveries
+DB_WAIT_S = 30.0  # a job's threads (a scrape's downloads) wait this long for a pooled connection
 
 
 class Worker:
@@ -73,7 +74,7 @@ class Worker:
         self.worker_id = f"{kind}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.app_id = f"jobgate-worker-{kind}"
         self.db = database or db.Database(
-            settings.database_url, maxconn=max(4, self.concurrency * 2 + 2)
+            settings.database_url, maxconn=max(4, self.concurrency * 2 + 2), wait_s=DB_WAIT_S
         )
         self.publisher = Publisher(
             settings.amqp_url, app_id=self.app_id, queue_type=settings.job_queue_type
