@@ -152,8 +152,12 @@ class FeedServer:
             yield self.clip
             return
         for start in range(0, len(self.clip), CHUNK):
+            rate = self.rate_bps  # a test may lift the throttle mid-send
+            if not rate:
+                yield self.clip[start:]
+                return
             yield self.clip[start : start + CHUNK]
-            time.sleep(CHUNK / self.rate_bps)
+            time.sleep(CHUNK / rate)
 
 
 class _QuietServer(ThreadingHTTPServer):

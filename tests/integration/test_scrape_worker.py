@@ -283,11 +283,14 @@ def test_cancel_stops_the_download_in_progress_and_leaves_no_partial_file(
     feeds.throttle(48_000)  # about 4 s per video, a read every third of a second
     run_worker()
     job = submit(db, worker_settings, make_user(db), limit=2)
-    wait_for_job(db, job["id"], {"running"}, until=lambda j: j["current_item"] == feed[0].id)
     deadline = time.monotonic() + 10
-    while not any(name.endswith(".part") for _, _, names in os.walk(storage.tmp) for name in names):
+    while not (
+        feeds.sending[feed[0].id]
+        and any(name.endswith(".part") for _, _, names in os.walk(storage.tmp) for name in names)
+    ):
         assert time.monotonic() < deadline, "the download never started"
         time.sleep(0.05)
+    assert not feeds.sending[feed[1].id]
     with db.transaction() as conn:
         submission.request_cancel(conn, job_id=str(job["id"]))
     asked = time.monotonic()

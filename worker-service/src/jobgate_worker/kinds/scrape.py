@@ -13,8 +13,8 @@ in one transaction; a resumed attempt finds them and does not list again. Each v
 then *claimed* (`jobgate.videos`): one already stored for this owner is linked to the job
 and counts as downloaded, without a byte fetched; one another running job is downloading
 is waited for. Otherwise it is fully extracted and downloaded into a private scratch
-directory (a progress hook raises `DownloadCancelled` as soon as the attempt must stop,
-and the directory, `.part` file included, is removed however the download ends), retried
+directory by a download process (`scrape_fetch`: killed as soon as the attempt must stop;
+the directory, `.part` file included, is removed however the download ends), retried
 `scrape_video_retries` times with backoff, and stored with its info JSON as two `files`
 rows (role `output`) under `[drive_folder_id/]TikTok/<mode>/<value>/<YYYY>/<MM>` (the
 month it was published), kept on the video's row. A video that fails does not fail the
@@ -23,24 +23,26 @@ job. Each video's outcome, its item and the job's counters are one transaction.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
 import mimetypes
 import os
+import queue
 import re
 import shutil
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
 import yt_dlp
 from yt_dlp.utils import DownloadCancelled, YoutubeDLError, unsmuggle_url
 
-from jobgate import files, jobs, media, videos
+from jobgate import files, jobs, videos
 from jobgate.config import Settings
 from jobgate.jobs import job_items
 from jobgate.kinds.scrape import VIDEO_ID
@@ -48,17 +50,17 @@ from jobgate.storage import DirectoryStorage
 from jobgate_worker.context import JobContext
 from jobgate_worker.errors import JobFailed
 from jobgate_worker.kinds import convert
+from jobgate_worker.kinds.scrape_fetch import Fetched, Fetcher, error_text
 
 log = logging.getLogger(__name__)
 
 TICK_S = 0.2  # how often the handler looks for a stop request
 STOP_WAIT_S = 1.0  # how long a stopping attempt waits for its downloads to let go
 HOLDER_POLL_S = 0.5  # how often a video another job is downloading is looked at again
-REASON_LIMIT = 500  # characters of an extractor's error kept
-# Bytes per read of a download. yt-dlp would grow its reads to about one second of data
-# each; its progress hook, where a stop is noticed, runs once per read, so reads stay small
-# (a cancel is answered within a read at any speed above 16 KiB/s).
-READ_BLOCK_BYTES = 16 * 1024
+# Bytes of a download's first read; yt-dlp then sizes its reads to about a second of data
+# (fixed 16 KiB reads made a 2 MB video 39 ms on loopback instead of 18 ms). A cancel does
+# not wait for a read to end: the download process is killed.
+FIRST_READ_BYTES = 16 * 1024
 NO_WATERMARK_FORMAT = "b[format_note!*=?watermarked]/b"  # yt-dlp marks such formats so
 HASHTAG = re.compile(r"#(\w+)")
 # The parts of a listed entry kept in its item, so a resumed attempt needs no new listing.
@@ -137,20 +139,28 @@ class _Scrape:
         self.owner_id = str(ctx.job["owner_id"])
         self.storage = DirectoryStorage(self.settings.storage_dir)
         self.stop = threading.Event()  # set by the handler thread; downloads watch it
+        # One download process per download slot, taken by the thread that downloads; a
+        # downloaded video is stored (probe, checksum, rows) outside its slot, so storing
+        # one overlaps downloading the next.
+        self.width = max(1, self.settings.scrape_download_concurrency)
+        self.fetchers: queue.SimpleQueue[Fetcher] = queue.SimpleQueue()
+        self._all_fetchers = [Fetcher(self._download_options()) for _ in range(self.width)]
+        for fetcher in self._all_fetchers:
+            self.fetchers.put(fetcher)
         # One recording transaction at a time: each recounts the job's items, which must
         # see the other downloads' outcomes.
         self.record_lock = threading.Lock()
+        # Claims and the stopping attempt's release of its held videos: no claim lands
+        # after the release (a claim under this lock first looks whether the attempt stops).
+        self.hold_lock = threading.Lock()
         self.started = time.monotonic()
-        # One YoutubeDL per download thread for the whole attempt, as yt-dlp's command line
-        # keeps one for a playlist: making one per video cost more than the download.
-        self._local = threading.local()
-        self._downloaders: list[yt_dlp.YoutubeDL] = []
-        self._downloaders_lock = threading.Lock()
 
     # --- the attempt ---------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
         ctx = self.ctx
+        for fetcher in self._all_fetchers:
+            fetcher.start()  # they ready yt-dlp while the source is listed
         with ctx.db.transaction() as conn:
             items = job_items.open_items(conn, job_id=ctx.job_id)
             before = job_items.item_totals(conn, job_id=ctx.job_id)
@@ -285,12 +295,12 @@ class _Scrape:
     # --- downloads -----------------------------------------------------------------------
 
     def _process_all(self, items: list[dict[str, Any]]) -> None:
-        """Download the open items, `scrape_download_concurrency` at a time; stop within
-        about a second when the attempt must end."""
+        """Download the open items, `scrape_download_concurrency` at a time, each stored
+        while the next downloads; stop within about a second when the attempt must end."""
         ctx = self.ctx
         todo = iter(items)
         running: dict[Future[None], dict[str, Any]] = {}
-        width = max(1, self.settings.scrape_download_concurrency)
+        width = 2 * self.width  # as many again being stored
         pool = ThreadPoolExecutor(width, thread_name_prefix="scrape-dl")
         try:
             while True:
@@ -308,7 +318,7 @@ class _Scrape:
                 if reason is not None:
                     self.stop.set()
                     wait(list(running), timeout=STOP_WAIT_S)  # their partial files removed
-                    with self.record_lock, ctx.db.transaction() as conn:
+                    with self.hold_lock, ctx.db.transaction() as conn:
                         released = videos.release_held(conn, job_id=ctx.job_id)
                     ctx.log(
                         "info",
@@ -319,31 +329,60 @@ class _Scrape:
         finally:
             self.stop.set()
             pool.shutdown(wait=False, cancel_futures=True)
-            self._close_downloaders()
+            for fetcher in self._all_fetchers:
+                fetcher.close()
 
     def _process(self, item: dict[str, Any]) -> None:
         """One video: reuse it if stored, else download and store it; record the outcome."""
         vid, seq = item["key"], item["seq"]
         meta = item["meta"] or {}
         record_id = meta.get("record")
+        scratch = None
         try:
             video, stored = self._claim(vid, record_id)
             if stored:
                 self._record_reused(seq, video)
-            else:
-                result = self._download(vid, video, meta.get("entry") or {})
-                self._record_stored(seq, video, result)
+                return
+            scratch = self.storage.scratch_dir()
+            with self._download_slot() as fetcher:
+                fetched = self._fetch(fetcher, vid, meta.get("entry") or {}, scratch)
+            self._record_stored(seq, video, self._store(vid, video, *fetched))
         except _VideoFailed as exc:
             self._record_failed(seq, vid, record_id, str(exc))
+        finally:
+            if scratch is not None:  # the partial or downloaded files, however this ended
+                shutil.rmtree(scratch, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def _download_slot(self) -> Iterator[Fetcher]:
+        """One of the `scrape_download_concurrency` download processes; _Stopped when the
+        attempt stops while waiting for one."""
+        while True:
+            try:
+                fetcher = self.fetchers.get(timeout=TICK_S)
+                break
+            except queue.Empty:
+                if self.stop.is_set():
+                    raise _Stopped from None
+        try:
+            if self.stop.is_set():
+                raise _Stopped
+            yield fetcher
+        finally:
+            self.fetchers.put(fetcher)
 
     def _claim(self, vid: str, record_id: str | None) -> tuple[dict[str, Any], bool]:
         """The video's row and whether it is stored already; when it is not, this job now
-        holds it for download. Waits while another running job downloads it."""
+        holds it for download: `downloading`, and the job's `current_item`. It is taken
+        before a download slot is free (at most one video per slot ahead), so a slot never
+        waits for the database. Waits while another running job downloads it."""
         ctx = self.ctx
         if record_id is None:
             raise _VideoFailed("the video has no record")
         while True:
-            with self.record_lock, ctx.db.transaction() as conn:
+            with self.hold_lock, ctx.db.transaction() as conn:
+                if self.stop.is_set():
+                    raise _Stopped
                 claimed = videos.claim_download(conn, record_id=record_id, job_id=ctx.job_id)
                 current = claimed or videos.get_record(conn, record_id=record_id)
                 if claimed is not None:
@@ -355,106 +394,63 @@ class _Scrape:
             if self.stop.wait(HOLDER_POLL_S):  # another job is downloading it right now
                 raise _Stopped
 
-    def _download(self, vid: str, video: dict[str, Any], entry: dict[str, Any]) -> _Stored:
-        """Download into a private scratch directory, then move the video and its info
-        JSON into storage. The scratch directory goes however this ends."""
+    def _store(
+        self, vid: str, video: dict[str, Any], info: dict[str, Any], probed: dict[str, Any] | None
+    ) -> _Stored:
+        """Move the downloaded video and its info JSON from the scratch directory into
+        storage (the video `downloaded`, then `uploading`); their rows are not written yet."""
         record_id = str(video["id"])
-        scratch = self.storage.scratch_dir()
+        download = (info.get("requested_downloads") or [info])[0]
+        path = download.get("filepath") or download.get("_filename")
+        infojson = download.get("infojson_filename") or info.get("infojson_filename")
+        if not path or not os.path.isfile(path):
+            raise _VideoFailed("yt-dlp wrote no video file")
+        if not infojson or not os.path.isfile(infojson):
+            raise _VideoFailed("yt-dlp wrote no info JSON")
+        fields = describe_video(info, self.params)
+        fields["file_size"] = os.path.getsize(path)
+        fields["has_watermark"] = "watermark" in str(download.get("format_note") or "")
+        if fields["duration"] is None and probed is not None:
+            fields["duration"] = probed["duration_s"]
+        with self.ctx.db.transaction() as conn:  # this job holds the row: no lock needed
+            videos.mark_downloaded(conn, record_id=record_id, job_id=self.ctx.job_id, fields=fields)
+            videos.mark_status(
+                conn, record_id=record_id, job_id=self.ctx.job_id, status="uploading"
+            )
+        published = fields["created_at_tiktok"] or video["created_at_tiktok"]
+        folder = folder_path(
+            self.params.get("drive_folder_id"), video["mode"], video["value"], published
+        )
+        ext = os.path.splitext(path)[1].lstrip(".") or "mp4"
+        objects = []
         try:
-            info = self._fetch(vid, entry, scratch)
-            download = (info.get("requested_downloads") or [info])[0]
-            path = download.get("filepath") or download.get("_filename")
-            infojson = download.get("infojson_filename") or info.get("infojson_filename")
-            if not path or not os.path.isfile(path):
-                raise _VideoFailed("yt-dlp wrote no video file")
-            if not infojson or not os.path.isfile(infojson):
-                raise _VideoFailed("yt-dlp wrote no info JSON")
-            fields = describe_video(info, self.params)
-            fields["file_size"] = os.path.getsize(path)
-            fields["has_watermark"] = "watermark" in str(download.get("format_note") or "")
-            probed = _probe(path)
-            if fields["duration"] is None and probed is not None:
-                fields["duration"] = probed["duration_s"]
-            with self.record_lock, self.ctx.db.transaction() as conn:
-                videos.mark_downloaded(
-                    conn, record_id=record_id, job_id=self.ctx.job_id, fields=fields
+            for source, filename, content_type, media_info in (
+                (path, f"{vid}.{ext}", mimetypes.guess_type(f"v.{ext}")[0], probed),
+                (infojson, f"{vid}.info.json", "application/json", None),
+            ):
+                key, size, sha256 = self.storage.put_file(source)
+                objects.append(
+                    {
+                        "storage_key": key,
+                        "size": size,
+                        "sha256": sha256,
+                        "filename": filename,
+                        "content_type": content_type or "application/octet-stream",
+                        "media": media_info,
+                    }
                 )
-                videos.mark_status(
-                    conn, record_id=record_id, job_id=self.ctx.job_id, status="uploading"
-                )
-            published = fields["created_at_tiktok"] or video["created_at_tiktok"]
-            folder = folder_path(
-                self.params.get("drive_folder_id"), video["mode"], video["value"], published
-            )
-            ext = os.path.splitext(path)[1].lstrip(".") or "mp4"
-            objects = []
-            try:
-                for source, filename, content_type, media_info in (
-                    (path, f"{vid}.{ext}", mimetypes.guess_type(f"v.{ext}")[0], probed),
-                    (infojson, f"{vid}.info.json", "application/json", None),
-                ):
-                    key, size, sha256 = self.storage.put_file(source)
-                    objects.append(
-                        {
-                            "storage_key": key,
-                            "size": size,
-                            "sha256": sha256,
-                            "filename": filename,
-                            "content_type": content_type or "application/octet-stream",
-                            "media": media_info,
-                        }
-                    )
-            except BaseException:
-                self._delete_objects(objects)
-                raise
-            return _Stored(objects, folder, fields["file_size"])
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+        except BaseException:
+            self._delete_objects(objects)
+            raise
+        return _Stored(objects, folder, fields["file_size"])
 
-    def _downloader(self) -> yt_dlp.YoutubeDL:
-        """This download thread's YoutubeDL, made on first use; each video sets where its
-        files go (`paths`, read at every download)."""
-        ydl = getattr(self._local, "ydl", None)
-        if ydl is None:
-
-            def hook(_status: dict[str, Any]) -> None:
-                if self.stop.is_set():
-                    raise DownloadCancelled("the job is stopping")
-
-            ydl = yt_dlp.YoutubeDL(
-                self._ydl_options(
-                    outtmpl={"default": "video.%(ext)s"},
-                    writeinfojson=True,
-                    progress_hooks=[hook],
-                    buffersize=READ_BLOCK_BYTES,
-                    noresizebuffer=True,
-                    noplaylist=True,
-                    format=NO_WATERMARK_FORMAT if self.params["no_watermark"] else "b",
-                )
-            )
-            self._local.ydl = ydl
-            with self._downloaders_lock:
-                self._downloaders.append(ydl)
-        return ydl
-
-    def _close_downloaders(self) -> None:
-        with self._downloaders_lock:
-            downloaders, self._downloaders = self._downloaders, []
-        for ydl in downloaders:
-            try:
-                ydl.close()
-            except Exception as exc:  # noqa: BLE001 - closing must not hide the outcome
-                log.warning("job %s: yt-dlp did not close: %s", self.ctx.job_id, exc)
-
-    def _fetch(self, vid: str, entry: dict[str, Any], scratch: str) -> dict[str, Any]:
+    def _fetch(self, fetcher: Fetcher, vid: str, entry: dict[str, Any], scratch: str) -> Fetched:
         """Full extraction and download of one entry into `scratch`, retried with backoff."""
 
-        def fetch() -> dict[str, Any]:
+        def fetch() -> Fetched:
             for name in os.listdir(scratch):  # what a failed try left
                 os.unlink(os.path.join(scratch, name))
-            ydl = self._downloader()
-            ydl.params["paths"] = {"home": scratch}
-            return ydl.process_ie_result(dict(entry), download=True) or {}
+            return fetcher.fetch(entry, scratch, self.stop)
 
         try:
             return self._with_retries(fetch, retries=self.settings.scrape_video_retries, what=vid)
@@ -490,7 +486,7 @@ class _Scrape:
                 job_items.mark_items(
                     conn, job_id=ctx.job_id, done=[seq], sizes={seq: stored.file_size}
                 )
-                self._counters(conn, video["video_id"])
+                self._counters(conn)
         except BaseException:
             self._delete_objects(stored.objects)  # their rows were not written
             raise
@@ -502,7 +498,7 @@ class _Scrape:
             job_items.mark_items(
                 conn, job_id=ctx.job_id, done=[seq], sizes={seq: int(video["file_size"] or 0)}
             )
-            self._counters(conn, video["video_id"])
+            self._counters(conn)
 
     def _record_failed(self, seq: int, vid: str, record_id: str | None, error: str) -> None:
         ctx = self.ctx
@@ -511,10 +507,11 @@ class _Scrape:
             if record_id is not None:
                 videos.mark_failed(conn, record_id=record_id, job_id=ctx.job_id, error=error)
             job_items.mark_items(conn, job_id=ctx.job_id, failed={seq: error})
-            self._counters(conn, vid)
+            self._counters(conn)
 
-    def _counters(self, conn: Any, vid: str) -> None:
-        """The job's counters recomputed from its items (exact on every resume)."""
+    def _counters(self, conn: Any) -> None:
+        """The job's counters recomputed from its items (exact on every resume);
+        `current_item` stays the video taken last."""
         totals = job_items.item_totals(conn, job_id=self.ctx.job_id)
         total = int(jobs.get_job(conn, job_id=self.ctx.job_id)["items_total"])
         finished = totals["items_done"] + totals["items_failed"]
@@ -524,7 +521,6 @@ class _Scrape:
             items_failed=totals["items_failed"],
             bytes_done=totals["bytes_done"],
             progress_pct=round(min(99.9, finished * 100 / total), 1) if total else None,
-            current_item=vid,
         )
 
     def _delete_objects(self, objects: list[dict[str, Any]]) -> None:
@@ -535,6 +531,15 @@ class _Scrape:
                 log.warning("job %s: object %s not deleted: %s", self.ctx.job_id, obj, exc)
 
     # --- helpers -------------------------------------------------------------------------
+
+    def _download_options(self) -> dict[str, Any]:
+        return self._ydl_options(
+            outtmpl={"default": "video.%(ext)s"},
+            writeinfojson=True,
+            buffersize=FIRST_READ_BYTES,
+            noplaylist=True,
+            format=NO_WATERMARK_FORMAT if self.params["no_watermark"] else "b",
+        )
 
     def _ydl_options(self, **extra: Any) -> dict[str, Any]:
         return {
@@ -654,18 +659,3 @@ def describe_video(info: dict[str, Any], params: dict[str, Any]) -> dict[str, An
         "music_title": info.get("track"),
         "duration": info.get("duration"),
     }
-
-
-def _probe(path: str) -> dict[str, Any] | None:
-    """The stored video's media description (duration when the source gave none)."""
-    try:
-        return media.probe(path).to_dict()
-    except (media.NotMedia, OSError):
-        return None
-
-
-def error_text(exc: BaseException) -> str:
-    """yt-dlp's error text without its "ERROR: " prefix, short enough to show."""
-    text = str(getattr(exc, "msg", None) or exc).strip()
-    text = re.sub(r"^ERROR:\s*", "", text)
-    return text[:REASON_LIMIT] or type(exc).__name__
