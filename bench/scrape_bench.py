@@ -79,6 +79,7 @@ WORKER = "worker-scrape"
 # The worker's format selection when no_watermark is true (the default), copied from
 # jobgate_worker/kinds/scrape.py (NO_WATERMARK_FORMAT), so both pick the same format.
 FORMAT = "b[format_note!*=?watermarked]/b"
+FIRST_READ_BYTES = 16 * 1024  # the worker's first read of a download (FIRST_READ_BYTES there)
 SETTINGS = (
     "scrape_download_concurrency",
     "scrape_video_retries",
@@ -279,12 +280,13 @@ def restart_worker(bench: Bench, concurrency: int) -> None:
 
 
 def per_video_costs(feeds: Feeds, clip: Path, tmp: Path, times: int = 10) -> list[dict]:
-    """In this process, the pieces a job pays per video that one yt-dlp process does not
-    (or pays once), each the median of `times` calls: a `YoutubeDL` built per video, one
-    video's extraction and download with the worker's options (16 KiB reads, a progress
-    hook) in a new `YoutubeDL` as the worker does, the same in one reused `YoutubeDL` as
-    the yt-dlp command line does, with yt-dlp's default reads, the worker's ffmpeg probe,
-    and moving a copy into storage (sha256)."""
+    """In this process, the pieces of a job's time per video, each the median of `times`
+    calls: a `YoutubeDL` built, one video's extraction and download in a new `YoutubeDL`, in
+    one reused `YoutubeDL` as the worker's download processes and the yt-dlp command line
+    keep it (with the worker's first read of 16 KiB, then yt-dlp's growing reads), the same
+    with fixed 16 KiB reads (the worker's earlier way to see a cancel quickly), the two
+    probes (an ffmpeg process: uploads; PyAV: the download processes) and moving a copy into
+    storage (sha256)."""
     import yt_dlp  # only here: the stack's worker imports its own
 
     value = feeds.new(1)
@@ -339,15 +341,19 @@ def per_video_costs(feeds: Feeds, clip: Path, tmp: Path, times: int = 10) -> lis
                 "ms": ms(lambda: yt_dlp.YoutubeDL(quiet).close()),
             },
             {
-                "what": "1 video, worker's options (16 KiB reads)",
-                "ms": ms(download(buffersize=16 * 1024, noresizebuffer=True)),
+                "what": "1 video, new YoutubeDL",
+                "ms": ms(download(buffersize=FIRST_READ_BYTES)),
             },
             {
-                "what": "1 video, worker's options, YoutubeDL reused",
+                "what": "1 video, YoutubeDL reused (the worker's way)",
+                "ms": ms(download(reuse=True, buffersize=FIRST_READ_BYTES)),
+            },
+            {
+                "what": "1 video, YoutubeDL reused, fixed 16 KiB reads",
                 "ms": ms(download(reuse=True, buffersize=16 * 1024, noresizebuffer=True)),
             },
-            {"what": "1 video, yt-dlp's default reads", "ms": ms(download())},
-            {"what": "ffmpeg probe of the video", "ms": ms(lambda: media.probe(clip))},
+            {"what": "probe, ffmpeg process (media.probe)", "ms": ms(lambda: media.probe(clip))},
+            {"what": "probe, PyAV (media.probe_here)", "ms": ms(lambda: media.probe_here(clip))},
             {"what": "copy + put_file (sha256, move)", "ms": ms(store)},
         ]
     finally:
