@@ -83,3 +83,13 @@ def settings(database_url: str, tmp_path) -> Settings:
         storage_dir=str(tmp_path / "storage"),
         log_format="text",
     )
+
+
+@pytest.fixture(scope="session")
+def docker_host() -> Iterator[str]:
+    """The run's own Podman engine (tests/engine.py): its DOCKER_HOST. Started on first use,
+    so only the tests that need containers pay for it."""
+    from tests.engine import podman_engine
+
+    with podman_engine() as url:
+        yield url
