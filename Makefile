@@ -24,13 +24,17 @@ $(STAMP): constraints.txt shared/pyproject.toml auth-service/pyproject.toml gate
 services: ## start PostgreSQL, RabbitMQ and Redis if installed but stopped; create the database
 	scripts/services.sh
 
+engine: ## install Podman (Debian packages) and build the offline busybox image, if missing
+	scripts/engine.sh install
+	scripts/engine.sh image
+
 migrate: venv services ## apply database migrations
 	$(BIN)/jobgate migrate
 
-run: venv services migrate ## start the whole stack in this terminal (Ctrl-C stops it)
+run: venv services migrate engine ## start the whole stack in this terminal (Ctrl-C stops it)
 	scripts/run.sh
 
-test: venv services ## run the whole test suite against the real servers
+test: venv services engine ## run the whole test suite against the real servers
 	$(BIN)/pytest
 
 lint: venv ## ruff lint and format check
@@ -41,9 +45,10 @@ fmt: venv ## ruff format and autofix
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: venv services migrate ## benchmarks (not tests): print tables, write JSON to bench/results/
+bench: venv services migrate engine ## benchmarks (not tests): print tables, write JSON to bench/results/
 	$(BIN)/python bench/cache_bench.py
 	$(BIN)/python bench/convert_bench.py
 	$(BIN)/python bench/scrape_bench.py
+	$(BIN)/python bench/container_bench.py
 
-.PHONY: help venv services migrate run test lint fmt bench
+.PHONY: help venv services engine migrate run test lint fmt bench
