@@ -23,6 +23,9 @@ ENV
 fi
 . scripts/load-env.sh var/dev.env  # what you export wins over the file
 export PATH="$PWD/.venv/bin:$PATH"
+# Container jobs use the engine Procfile's `engine` serves, unless you export another one
+# (e.g. DOCKER_HOST=unix:///var/run/docker.sock for Docker).
+export DOCKER_HOST="${DOCKER_HOST:-unix://$PWD/var/podman/podman.sock}"
 if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then export RATE_LIMIT_STORAGE_URI=memory://; fi
 rm -rf var/prometheus/* && export PROMETHEUS_MULTIPROC_DIR=$PWD/var/prometheus
 

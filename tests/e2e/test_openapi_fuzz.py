@@ -9,8 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import docker
 import pytest
 
+from jobgate.config import Settings
+from jobgate_worker.kinds.container import instance_label
 from tests.e2e.conftest import login
 from tests.helpers import DEMO_KEY
 
@@ -34,13 +37,27 @@ UNLIMITED = "1000000/minute"
 
 
 @pytest.fixture
-def fuzz_stack(make_stack):
-    return make_stack(
+def fuzz_stack(make_stack, docker_host):
+    """The stack with a container worker on the run's engine, so the containers API and
+    seed 003's health answer as they do under `make run` (without one they are 503s)."""
+    stack = make_stack(
         RATE_LIMIT_JOB_CREATE=UNLIMITED,
         RATE_LIMIT_STATUS=UNLIMITED,
         RATE_LIMIT_DEFAULT=UNLIMITED,
         RATE_LIMIT_LOGIN=UNLIMITED,
+        DOCKER_HOST=docker_host,
     )
+    stack.start_worker("container")
+    yield stack
+    engine = docker.DockerClient(base_url=docker_host)
+    mine = {"label": f"jobgate.instance={instance_label(stack_settings(stack))}"}
+    for container in engine.containers.list(all=True, filters=mine):
+        container.remove(force=True)
+    engine.close()
+
+
+def stack_settings(stack) -> Settings:
+    return Settings.from_env(environ={"DATABASE_URL": stack.env["DATABASE_URL"]})
 
 
 def fuzz(url: str, header: str, seed: int, workdir: Path, *, only: list[str] | None = None) -> int:

@@ -1,8 +1,10 @@
 """Files rows with their stored objects: uploads as the gateway records them, outputs as a
-worker does."""
+worker does, files at a path of an owner's namespace (seed 003)."""
 
 from __future__ import annotations
 
+import mimetypes
+import posixpath
 import shutil
 import time
 from pathlib import Path
@@ -72,3 +74,37 @@ def make_output(
         content_type="audio/mpeg",
         job_id=str(job["id"]),
     )
+
+
+def make_path_file(
+    database: db.Database,
+    storage: DirectoryStorage,
+    owner: dict[str, Any],
+    path: str,
+    data: bytes,
+    tmp_path: Path,
+    *,
+    permissions: str = "644",
+) -> dict[str, Any]:
+    """A file at `path` in the owner's namespace (seed 003's /api/files), as an upload there
+    records it: a file already at that path is replaced (its object removed when no job
+    refers to it). For tests of what resolves job inputs by path."""
+    source = tmp_path / f"path-file-{time.monotonic_ns()}"
+    source.write_bytes(data)
+    key, size, sha256 = storage.put_file(source)
+    name = posixpath.basename(files.normalize_path(path))
+    with database.transaction() as conn:
+        row, obsolete = files.put_at_path(
+            conn,
+            owner_id=str(owner["id"]),
+            path=path,
+            permissions=permissions,
+            filename=name,
+            content_type=mimetypes.guess_type(name)[0] or "application/octet-stream",
+            size=size,
+            sha256=sha256,
+            storage_key=key,
+        )
+    for old_key in obsolete:
+        storage.delete(old_key)
+    return row

@@ -26,6 +26,15 @@ def scrape_params(mode: str = "profile", value: str = "alice", **fields: Any) ->
     return {"mode": mode, "value": value, **fields}
 
 
+def container_params(image: str = "busybox", **fields: Any) -> dict[str, Any]:
+    """Params that the container kind's contract accepts, stored as it dumps them: `command`
+    (default `["true"]`) in the offline busybox image unless `image` is given."""
+    from jobgate.kinds import container
+
+    spec = container.SPEC
+    return spec.dump_params(spec.load_params({"image": image, "command": ["true"], **fields}))
+
+
 def make_job(
     database: db.Database,
     *,
@@ -76,3 +85,15 @@ def wait_for_job(
             return job
         time.sleep(0.02)
     raise AssertionError(f"job stayed {job['status']} ({job['progress_pct']}%), wanted {statuses}")
+
+
+def set_job_columns(database: db.Database, job: dict[str, Any], **columns: Any) -> dict[str, Any]:
+    """Move a job row to the state a test needs (status, timestamps, progress, details, ...)
+    as a worker would have left it; returns the row. Column names are the test's own."""
+    assignments = ", ".join(f"{name} = %({name})s" for name in columns)
+    with database.transaction() as conn:
+        return db.fetch_one(
+            conn,
+            f"UPDATE jobs SET {assignments}, updated_at = now() WHERE id = %(_id)s RETURNING *",
+            {**columns, "_id": str(job["id"])},
+        )

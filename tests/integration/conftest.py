@@ -200,3 +200,26 @@ def upload(
 def leftovers(app: Flask) -> list[str]:
     """Temporary files the gateway left in storage: a refused or finished upload leaves none."""
     return os.listdir(app.extensions["jobgate"].storage.tmp)
+
+
+@pytest.fixture
+def engine_rpc(
+    request: pytest.FixtureRequest, gateway_settings: Settings, docker_host: str
+) -> Iterator[Settings]:
+    """A container worker's RPC service (jobgate_worker.kinds.container.rpc_handlers) on the run's
+    vhost and the run's engine, as a container worker serves it; yields its settings
+    (changed by a test's `engine_settings` mark)."""
+    from jobgate.broker import RPC_CONTAINERS_QUEUE
+    from jobgate.rpc import RpcServer
+    from jobgate_worker.kinds import container
+
+    mark = request.node.get_closest_marker("engine_settings")
+    changes = mark.kwargs if mark else {}
+    settings = gateway_settings.replace(docker_host=docker_host, **changes)
+    handlers = container.rpc_handlers(settings)
+    server = RpcServer(settings.amqp_url, RPC_CONTAINERS_QUEUE, handlers)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield settings
+    server.stop()
+    thread.join(5)

@@ -8,7 +8,7 @@ from flask import Flask, Response, send_from_directory
 from jobgate.config import Settings
 from jobgate.web import Api, init_web
 from jobgate_gateway import auth, auth_proxy, health, ratelimit
-from jobgate_gateway.compat import seed000, seed001, seed002
+from jobgate_gateway.compat import seed000, seed001, seed002, seed003
 from jobgate_gateway.files import resources as file_resources
 from jobgate_gateway.jobs import resources as job_resources
 from jobgate_gateway.metrics import init_metrics
@@ -70,6 +70,7 @@ def create_app(config: Settings | None = None, *, services: Services | None = No
         seed001.blp,
         seed002.health_blp,
         seed002.blp,
+        *seed003.BLUEPRINTS,
     )
     for blp in blueprints:
         api.register_blueprint(blp)

@@ -8,9 +8,10 @@ import logging
 from flask import current_app
 
 from jobgate import outbox
-from jobgate.broker import CONTROL_EXCHANGE, Publisher
+from jobgate.broker import CONTROL_EXCHANGE, RPC_CONTAINERS_QUEUE, Publisher
 from jobgate.config import Settings
 from jobgate.db import Database
+from jobgate.rpc import RpcClient
 from jobgate.storage import DirectoryStorage
 from jobgate_gateway.auth import Authenticator
 
@@ -26,6 +27,7 @@ class Services:
     publisher: Publisher
     authenticator: Authenticator
     storage: DirectoryStorage
+    containers: RpcClient  # the container workers, which alone hold the engine's socket
 
     @classmethod
     def create(cls, settings: Settings) -> Services:
@@ -38,6 +40,11 @@ class Services:
             ),
             authenticator=Authenticator(settings),
             storage=DirectoryStorage(settings.storage_dir),
+            containers=RpcClient(
+                settings.amqp_url,
+                RPC_CONTAINERS_QUEUE,
+                timeout_s=settings.container_rpc_timeout_s,
+            ),
         )
 
     def publish_after_commit(self, outbox_ids: list[int]) -> None:

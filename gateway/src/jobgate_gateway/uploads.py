@@ -2,9 +2,13 @@
 
 werkzeug's multipart parser asks the request for a stream per file part; ours is a
 storage PendingObject that hashes and counts as it writes and stops at MAX_FILE_SIZE. The
-extension is checked before a byte of the file is read, the whole body is refused with
-413 up front when its Content-Length is already too large, and a part left uncommitted
-(a refused or interrupted upload) is removed when the request ends.
+extension of a media upload is checked before a byte of the file is read, the whole body is
+refused with 413 up front when its Content-Length is already too large, and a part left
+uncommitted (a refused or interrupted upload) is removed when the request ends.
+
+Two ways in: `receive_upload` for the media routes (extension, probe), and the `multipart`
+argument location of `UploadBlueprint` for routes taking files of any type with form fields
+beside them (seed 003's `/api/files/upload`); both end in `store_upload`.
 """
 
 from __future__ import annotations
@@ -12,17 +16,24 @@ from __future__ import annotations
 import mimetypes
 import os
 import unicodedata
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask import Flask, Request, request
+from flask_smorest.fields import Upload
+from marshmallow import ValidationError
+from werkzeug.datastructures import CombinedMultiDict, FileStorage, MultiDict
 from werkzeug.formparser import FormDataParser, MultiPartParser
 
-from jobgate import files, media
+from jobgate import db, files, media
 from jobgate.errors import InvalidRequest, PayloadTooLarge
 from jobgate.identity import Principal
 from jobgate.storage import PendingObject, TooLarge
+from jobgate.web import Blueprint, Parser
 from jobgate_gateway.metrics import UPLOAD_BYTES, UPLOADS
-from jobgate_gateway.services import Services
+from jobgate_gateway.services import Services, services
+
+T = TypeVar("T")
 
 MULTIPART_OVERHEAD = 64 * 1024  # part headers and boundaries around the file itself
 UPLOAD_READ_BYTES = 1024 * 1024
@@ -70,7 +81,8 @@ class UploadRequest(Request):
             )
         if self.jobgate_pending:
             raise InvalidRequest("Send one file per request, in the multipart field 'file'")
-        check_extension(svc, filename or "")
+        if self.jobgate_media_only:
+            check_extension(svc, filename or "")
         pending = svc.storage.begin(max_bytes=max_file_bytes(svc))
         self.jobgate_pending.append(pending)
         return pending
@@ -101,26 +113,67 @@ def init_uploads(app: Flask) -> None:
             app.extensions["jobgate"].storage.discard(pending)
 
 
-def receive_upload(svc: Services, principal: Principal, *, field: str = "file") -> dict[str, Any]:
-    """Store the request's file part `field`, probe it with ffmpeg, and record it."""
+def stream_parts_to_storage(svc: Services, *, media_only: bool) -> None:
+    """Make the request's file part stream into storage when the body is parsed (call it
+    before `request.form` or `request.files` is first read): 413 at once when the
+    Content-Length is already over MAX_FILE_SIZE, 400 unless the body is multipart.
+    `media_only` refuses a file whose extension is not allowed before reading it."""
     limit = max_file_bytes(svc)
     if request.content_length is not None and request.content_length > limit + MULTIPART_OVERHEAD:
         raise _too_large(svc)
     if not (request.mimetype or "").startswith("multipart/form-data"):
         raise InvalidRequest("Send the file as multipart/form-data in the field 'file'")
     request.jobgate_upload_to = svc
+    request.jobgate_media_only = media_only
     request.jobgate_pending = []
     request.max_content_length = limit + MULTIPART_OVERHEAD
     # The parser buffers up to one read in memory; werkzeug counts that against this limit.
     request.max_form_memory_size = 2 * UPLOAD_READ_BYTES
     request.max_form_parts = 10  # a file and a few small fields; each part costs a descriptor
+
+
+def parsed_parts(svc: Services) -> tuple[MultiDict, MultiDict]:
+    """The body's form fields and file parts (parsing it now if nothing has yet)."""
     try:
-        upload = request.files.get(field)
+        return request.form, request.files
     except TooLarge:
         raise _too_large(svc) from None
+
+
+def file_part(svc: Services, field: str = "file") -> tuple[FileStorage, PendingObject]:
+    """The file part `field` and the pending storage object it was streamed into."""
+    upload = parsed_parts(svc)[1].get(field)
     if upload is None or not upload.filename:
         raise InvalidRequest(f"No file in the multipart field '{field}'")
-    pending: PendingObject = upload.stream
+    return upload, upload.stream
+
+
+def store_upload(
+    svc: Services, pending: PendingObject, record: Callable[[db.Connection, str], T]
+) -> T:
+    """Make a received part a stored object and `record(conn, key)` it in one transaction.
+    An object whose row was not written is deleted at once: it would be an orphan."""
+    key = svc.storage.commit(pending)
+    try:
+        with svc.db.transaction() as conn:
+            recorded = record(conn, key)
+    except BaseException:
+        svc.storage.delete(key)
+        raise
+    UPLOADS.inc()
+    UPLOAD_BYTES.inc(pending.size)
+    return recorded
+
+
+def content_type_of(filename: str, declared: str | None) -> str:
+    """The type its name says, else what the client declared, else a generic one."""
+    return mimetypes.guess_type(filename)[0] or declared or "application/octet-stream"
+
+
+def receive_upload(svc: Services, principal: Principal, *, field: str = "file") -> dict[str, Any]:
+    """Store the request's file part `field`, probe it with ffmpeg, and record it."""
+    stream_parts_to_storage(svc, media_only=True)
+    upload, pending = file_part(svc, field)
     if pending.size == 0:
         raise InvalidRequest("File is empty")
     pending.flush()
@@ -133,28 +186,56 @@ def receive_upload(svc: Services, principal: Principal, *, field: str = "file") 
             details={"ffmpeg": reason},
         ) from None
     filename = clean_filename(upload.filename)
-    guessed = mimetypes.guess_type(filename)[0]
-    content_type = guessed or upload.mimetype or "application/octet-stream"
-    key = svc.storage.commit(pending)
-    try:
-        with svc.db.transaction() as conn:
-            row = files.create_file(
-                conn,
-                owner_id=principal.user_id,
-                role="upload",
-                filename=filename,
-                content_type=content_type,
-                size=pending.size,
-                sha256=pending.sha256,
-                storage_key=key,
-                media=info.to_dict(),
-            )
-    except BaseException:
-        svc.storage.delete(key)  # no row: the object would be an orphan
-        raise
-    UPLOADS.inc()
-    UPLOAD_BYTES.inc(pending.size)
-    return row
+    content_type = content_type_of(filename, upload.mimetype)
+    return store_upload(
+        svc,
+        pending,
+        lambda conn, key: files.create_file(
+            conn,
+            owner_id=principal.user_id,
+            role="upload",
+            filename=filename,
+            content_type=content_type,
+            size=pending.size,
+            sha256=pending.sha256,
+            storage_key=key,
+            media=info.to_dict(),
+        ),
+    )
+
+
+class UploadedFile(Upload):
+    """A multipart file part (documented as binary): the FileStorage whose stream is the
+    pending storage object, or a 400 when the field came as plain text."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, FileStorage) or not value.filename:
+            raise ValidationError("Not a file: send it as a file part, with a file name.")
+        return value
+
+
+class UploadParser(Parser):
+    """The gateway's parser plus a `multipart` location: the form fields and file parts of
+    one multipart body, its file part streamed into storage as it is parsed (any type: no
+    extension check, no probe). The view stores it with `store_upload`."""
+
+    __location_map__ = {**Parser.__location_map__, "multipart": "load_multipart"}
+
+    def load_multipart(self, req: Request, schema: Any) -> Any:
+        svc = services()
+        stream_parts_to_storage(svc, media_only=False)
+        form, file_parts = parsed_parts(svc)
+        return self._makeproxy(CombinedMultiDict([file_parts, form]), schema)
+
+
+class UploadBlueprint(Blueprint):
+    """A Blueprint whose `@blp.arguments(..., location="multipart")` takes uploads."""
+
+    ARGUMENTS_PARSER = UploadParser()
+    DEFAULT_LOCATION_CONTENT_TYPE_MAPPING = {
+        **Blueprint.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING,
+        "multipart": "multipart/form-data",
+    }
 
 
 def clean_filename(raw: str, max_bytes: int = 255) -> str:

@@ -43,6 +43,7 @@ from jobgate.config import Settings
 from jobgate.kinds import KindSpec
 from jobgate.logs import request_id_var
 from jobgate.messages import JobMessage, PoisonMessage
+from jobgate.rpc import RpcServer
 from jobgate_worker import metrics
 from jobgate_worker.attempt import Attempt, AttemptRunner, InFlight
 from jobgate_worker.events import EventEmitter
@@ -114,6 +115,7 @@ class Worker:
             stopping=self._stopping,
             events=self.events,
         )
+        self.rpc_server: RpcServer | None = None
         self.housekeeping = Housekeeping(
             spec, database=self.db, settings=settings, publisher=self.publisher, app_id=self.app_id
         )
@@ -138,6 +140,13 @@ class Worker:
             rounds_thread("heartbeat", self.heartbeat.beat, first_now=True, **every),
             rounds_thread("housekeeping", self.housekeeping.round, first_now=False, **every),
         ]
+        rpc = self.spec.rpc
+        if rpc is not None:  # answered beside the jobs, on a connection of its own
+            queue, handlers = rpc
+            self.rpc_server = RpcServer(self.settings.amqp_url, queue, handlers(self.settings))
+            background.append(
+                threading.Thread(target=self.rpc_server.serve_forever, name="rpc", daemon=True)
+            )
         for thread in background:
             thread.start()
         log.info("worker %s consuming %s", self.worker_id, job_queue(self.kind))
@@ -155,6 +164,8 @@ class Worker:
                 retry_delay = min(retry_delay * 2, 30.0)
         self._shutdown()
         self._exiting.set()
+        if self.rpc_server is not None:
+            self.rpc_server.stop()
         for thread in background:
             thread.join(timeout=10)
         with contextlib.suppress(Exception):  # the database may be down as we leave

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, send_file
+from werkzeug.exceptions import RequestedRangeNotSatisfiable
 
-from jobgate.errors import NotFound
+from jobgate.errors import JobgateError, NotFound
 from jobgate_gateway.services import Services
 from jobgate_gateway.timefmt import iso_ms
 
@@ -26,19 +27,33 @@ def file_to_dict(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class RangeNotSatisfiable(JobgateError):
+    """416 in the error format, with the `Content-Range: bytes */<size>` RFC 9110 asks for."""
+
+    status, code = 416, "INVALID_REQUEST"
+    default_message = "The requested range is not satisfiable"
+
+    def __init__(self, size: int) -> None:
+        super().__init__(details={"size": size})
+        self.headers = {"Content-Range": f"bytes */{size}", "Accept-Ranges": "bytes"}
+
+
 def send_stored_file(svc: Services, row: dict[str, Any]) -> Response:
     """Stream a stored file; werkzeug answers Range with 206 and If-None-Match with 304."""
     path = svc.storage.path(row["storage_key"])
     if not path.exists():
         raise NotFound("File content is no longer stored")
-    response = send_file(
-        path,
-        mimetype=row["content_type"],
-        as_attachment=True,
-        download_name=row["filename"],
-        conditional=True,
-        etag=row["sha256"],
-        max_age=0,
-    )
+    try:
+        response = send_file(
+            path,
+            mimetype=row["content_type"],
+            as_attachment=True,
+            download_name=row["filename"],
+            conditional=True,
+            etag=row["sha256"],
+            max_age=0,
+        )
+    except RequestedRangeNotSatisfiable:
+        raise RangeNotSatisfiable(row["size"]) from None
     response.headers["Accept-Ranges"] = "bytes"
     return response

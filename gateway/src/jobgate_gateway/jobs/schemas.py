@@ -125,6 +125,14 @@ class JobSchema(Schema):
     total_videos = fields.Integer()
     successful_downloads = fields.Integer()
     failed_downloads = fields.Integer()
+    # container (seed 003): what ran and what the worker recorded
+    name = fields.String(allow_none=True, metadata={"description": "container: the job's name"})
+    image = fields.String(metadata={"description": "container: the image"})
+    container_id = fields.String(allow_none=True, metadata={"description": "container: last run"})
+    exit_code = fields.Integer(allow_none=True, metadata={"description": "container: at the end"})
+    resource_usage = fields.Dict(
+        metadata={"description": "container: cpu_time (s), memory_peak and network_io (bytes)"}
+    )
 
 
 class JobDetailSchema(Schema):

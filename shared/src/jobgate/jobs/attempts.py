@@ -6,6 +6,7 @@ a worker that lost its lease (another worker took the job over) changes nothing.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Sequence
 from typing import Any
@@ -119,6 +120,38 @@ def update_progress(
         )
         == 1
     )
+
+
+def set_details(
+    conn: db.Connection, *, job_id: str, worker_id: str, details: dict[str, Any]
+) -> bool:
+    """Merge `details` into `jobs.details` (top-level keys replaced), so the API can show
+    what the attempt is doing (a container's id and resource usage) while it runs; False if
+    this worker no longer holds the job (like `update_progress`)."""
+    return (
+        db.execute(
+            conn,
+            "UPDATE jobs SET details = details || %s::jsonb, updated_at = now()"
+            " WHERE id = %s AND worker_id = %s AND status = 'running'",
+            (json.dumps(details), job_id, worker_id),
+        )
+        == 1
+    )
+
+
+def running_holders(conn: db.Connection, *, job_ids: Sequence[str]) -> dict[str, Job]:
+    """Who holds each of these jobs now: `{job id: {attempt, worker_id}}` for the running
+    ones. A worker's sweep compares it with what it finds outside the database (a container
+    labelled with a job and an attempt) to tell a live attempt's leftovers from a dead one's."""
+    if not job_ids:
+        return {}
+    rows = db.fetch_all(
+        conn,
+        "SELECT id::text AS id, attempt, worker_id FROM jobs"
+        " WHERE id = ANY(%s::uuid[]) AND status = 'running'",
+        (list(job_ids),),
+    )
+    return {row["id"]: row for row in rows}
 
 
 def finish_job(

@@ -67,6 +67,27 @@ def append_items(
     return int(total["items_total"]) if total else 0
 
 
+def record_inputs(
+    conn: db.Connection, *, job_id: str, inputs: Iterable[tuple[str, int, dict[str, Any]]]
+) -> None:
+    """Items recording what a job read, `(key, size, meta)` with the file's id in `meta`
+    (`{"file_id": ...}`): done at once, numbered after the job's other items, `items_total`
+    untouched (they are not work to do). `jobgate.files.file_in_use` finds the ids there, so
+    a file replaced at its path keeps its row and object while the job refers to it. An
+    input already recorded (an earlier attempt read the same file) is not added again."""
+    for key, size, meta in inputs:
+        db.execute(
+            conn,
+            """
+            INSERT INTO job_items (job_id, seq, key, size, status, meta)
+            SELECT %(job)s, coalesce(max(seq) + 1, 0), %(key)s, %(size)s, 'done', %(meta)s
+            FROM job_items WHERE job_id = %(job)s
+            HAVING NOT coalesce(bool_or(meta @> %(meta)s::jsonb), false)
+            """,
+            {"job": job_id, "key": key, "size": size, "meta": meta},
+        )
+
+
 def open_items(conn: db.Connection, *, job_id: str) -> list[dict[str, Any]]:
     """Items not yet done (pending or failed), in order: what a (resumed) attempt must do."""
     return db.fetch_all(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from jobgate.kinds import cache, convert, scrape
+from jobgate.kinds import cache, container, convert, scrape
 from jobgate.kinds.spec import KindSpec, QueueOptions
 
 __all__ = ["REGISTRY", "KindSpec", "QueueOptions", "UnknownKind", "get", "names", "specs"]
@@ -26,6 +26,7 @@ REGISTRY: dict[str, KindSpec] = {
         cache.SPEC,
         convert.SPEC,
         scrape.SPEC,
+        container.SPEC,
     )
 }
 

@@ -94,6 +94,16 @@ class KindSpec:
         """The gateway's `submit(svc, principal, params, options, idempotency_key)`."""
         return importlib.import_module(self.api_module).submit
 
+    @property
+    def rpc(self) -> tuple[str, Callable[..., dict[str, Any]]] | None:
+        """The worker module's optional request/reply service: its `RPC_QUEUE` and
+        `rpc_handlers(settings)` (method name -> function of the params), served by every
+        worker process of the kind (the containers API: only container workers hold the
+        engine's socket)."""
+        module = importlib.import_module(self.worker_module)
+        factory = getattr(module, "rpc_handlers", None)
+        return (module.RPC_QUEUE, factory) if factory is not None else None
+
     def api_hook(self, name: str) -> Callable[..., Any] | None:
         """An optional function of the API module: `job_fields(job)` (fields of the kind
         added to its job objects) or `job_extras(svc, job)` (what `GET /api/v1/jobs/{id}`
