@@ -61,9 +61,10 @@ def make_output(
     path: Path,
     *,
     filename: str = "clip.mp3",
+    content_type: str = "audio/mpeg",
 ) -> dict[str, Any]:
-    """A job's output as a convert worker records it (an earlier attempt's, say); `path` is
-    moved into storage."""
+    """A job's output as a worker records it (a convert worker's by default; an earlier
+    attempt's, say); `path` is moved into storage."""
     return _store(
         database,
         storage,
@@ -71,7 +72,7 @@ def make_output(
         owner_id=str(job["owner_id"]),
         role="output",
         filename=filename,
-        content_type="audio/mpeg",
+        content_type=content_type,
         job_id=str(job["id"]),
     )
 

@@ -15,6 +15,7 @@ from jobgate import files, workers
 from jobgate.jobs import estimates, job_logs
 from jobgate.kinds import container
 from jobgate_gateway import create_app
+from tests.factories.files import make_output
 from tests.factories.jobs import container_params, make_job, set_job_columns
 from tests.helpers import create_user
 from tests.integration.conftest import DEMO, login
@@ -86,19 +87,7 @@ def store_output(db, storage, tmp_path, job: dict[str, Any], name: str, data: by
     by its container path without the first `/`."""
     path = tmp_path / f"out-{uuid.uuid4().hex}"
     path.write_bytes(data)
-    key, size, sha256 = storage.put_file(path)
-    with db.transaction() as conn:
-        return files.create_file(
-            conn,
-            owner_id=str(job["owner_id"]),
-            role="output",
-            filename=name,
-            content_type="application/json",
-            size=size,
-            sha256=sha256,
-            storage_key=key,
-            job_id=str(job["id"]),
-        )
+    return make_output(db, storage, job, path, filename=name, content_type="application/json")
 
 
 def _ts(text: str) -> dt.datetime:

@@ -16,6 +16,7 @@ The writers are grouped by who calls them:
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from jobgate import db
@@ -66,6 +67,47 @@ def list_jobs(
         conn,
         f"SELECT * FROM jobs WHERE {clause} ORDER BY {sort} {order}, id LIMIT %s OFFSET %s",
         [*params, limit, offset],
+    )
+    return rows, int(total)
+
+
+def list_jobs_of_kind(
+    conn: db.Connection,
+    *,
+    kind: str,
+    statuses: Sequence[str] | None = None,
+    owner_id: str | None = None,
+    owner_username: str | None = None,
+    created_since: Any = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of one kind's jobs, newest first, and the total: for seed routes whose status
+    word covers several statuses (`queued` = pending or retrying) and that filter by the
+    owner's username (`list_jobs` takes one status and an owner id)."""
+    where = """
+        kind = %(kind)s
+        AND (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
+        AND (%(owner)s::uuid IS NULL OR owner_id = %(owner)s::uuid)
+        AND (%(username)s::text IS NULL
+             OR owner_id = (SELECT id FROM users WHERE username = %(username)s))
+        AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s::timestamptz)
+    """
+    args = {
+        "kind": kind,
+        "statuses": list(statuses) if statuses is not None else None,
+        "owner": owner_id,
+        "username": owner_username,
+        "since": created_since,
+        "limit": limit,
+        "offset": offset,
+    }
+    total = db.fetch_one(conn, f"SELECT count(*) AS n FROM jobs WHERE {where}", args)["n"]
+    rows = db.fetch_all(
+        conn,
+        f"SELECT * FROM jobs WHERE {where}"
+        " ORDER BY created_at DESC, id LIMIT %(limit)s OFFSET %(offset)s",
+        args,
     )
     return rows, int(total)
 

@@ -54,7 +54,7 @@ from jobgate_worker.errors import HandBack, JobFailed, LeaseLost
 
 # The containers API's engine side, which this kind's workers serve over RPC beside their
 # jobs (`KindSpec.rpc` looks for RPC_QUEUE and rpc_handlers in the kind's worker module).
-from jobgate_worker.kinds.container_api import ContainersApi
+from jobgate_worker.kinds.container_api import ContainersApi, Sample
 
 __all__ = ["RPC_QUEUE", "housekeeping", "rpc_handlers", "run"]
 
@@ -326,14 +326,10 @@ class _Usage:
     network_io: int = 0
 
     def add(self, stats: dict[str, Any]) -> None:
-        cpu = ((stats.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage") or 0
-        memory = stats.get("memory_stats") or {}
-        peak = max(memory.get("max_usage") or 0, memory.get("usage") or 0)
-        nets = (stats.get("networks") or {}).values()
-        net = sum((n.get("rx_bytes") or 0) + (n.get("tx_bytes") or 0) for n in nets)
-        self.cpu_ns = max(self.cpu_ns, int(cpu))
-        self.memory_peak = max(self.memory_peak, int(peak))
-        self.network_io = max(self.network_io, int(net))
+        sample = Sample.of(stats)
+        self.cpu_ns = max(self.cpu_ns, sample.cpu_ns)
+        self.memory_peak = max(self.memory_peak, sample.memory_peak)
+        self.network_io = max(self.network_io, sample.network_rx + sample.network_tx)
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -17,6 +17,7 @@ allow-list.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import re
@@ -39,6 +40,39 @@ MANAGED = {"jobgate.managed": "containers-api"}
 # The seed's three states; the engine's others fold into them.
 STATUS = {"running": "running", "paused": "paused", "restarting": "running"}
 LOG_LINES_MAX = 10_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """What one of the engine's stats samples (`container.stats(stream=False)`) says, read
+    in one place for the containers API and for container jobs' `resource_usage`."""
+
+    cpu_ns: int  # CPU time used since the container started
+    memory_usage: int
+    memory_peak: int  # Podman keeps no peak: its current usage
+    memory_limit: int
+    network_rx: int
+    network_tx: int
+    block_read: int
+    block_write: int
+
+    @classmethod
+    def of(cls, stats: dict[str, Any]) -> Sample:
+        cpu = ((stats.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage")
+        memory = stats.get("memory_stats") or {}
+        nets = (stats.get("networks") or {}).values()
+        blkio = (stats.get("blkio_stats") or {}).get("io_service_bytes_recursive") or []
+        usage = int(memory.get("usage") or 0)
+        return cls(
+            cpu_ns=int(cpu or 0),
+            memory_usage=usage,
+            memory_peak=max(int(memory.get("max_usage") or 0), usage),
+            memory_limit=int(memory.get("limit") or 0),
+            network_rx=sum(int(n.get("rx_bytes") or 0) for n in nets),
+            network_tx=sum(int(n.get("tx_bytes") or 0) for n in nets),
+            block_read=sum(int(b.get("value") or 0) for b in blkio if b.get("op") == "Read"),
+            block_write=sum(int(b.get("value") or 0) for b in blkio if b.get("op") == "Write"),
+        )
 
 
 class ContainerNotFound(NotFound):
@@ -210,18 +244,15 @@ class ContainersApi:
 
     def stats(self, params: dict[str, Any]) -> dict[str, Any]:
         container = self._find(params)
-        sample = self._engine_call(container.stats, stream=False, gone=container.id[:12])
-        networks = (sample.get("networks") or {}).values()
-        blkio = (sample.get("blkio_stats") or {}).get("io_service_bytes_recursive") or []
-        memory = sample.get("memory_stats") or {}
+        sample = self._sample(container)
         return {
             "cpu_usage": self._cpu_percent(container, sample),
-            "memory_usage": int(memory.get("usage") or 0),
-            "memory_limit": int(memory.get("limit") or 0),
-            "network_rx": sum(int(n.get("rx_bytes", 0)) for n in networks),
-            "network_tx": sum(int(n.get("tx_bytes", 0)) for n in networks),
-            "block_read": sum(int(b.get("value", 0)) for b in blkio if b.get("op") == "Read"),
-            "block_write": sum(int(b.get("value", 0)) for b in blkio if b.get("op") == "Write"),
+            "memory_usage": sample.memory_usage,
+            "memory_limit": sample.memory_limit,
+            "network_rx": sample.network_rx,
+            "network_tx": sample.network_tx,
+            "block_read": sample.block_read,
+            "block_write": sample.block_write,
             "timestamp": _iso(dt.datetime.now(dt.UTC)),
         }
 
@@ -310,17 +341,19 @@ class ContainersApi:
             "memory_usage": 0,
         }
         if usage and status == "running":
-            sample = self._engine_call(container.stats, stream=False, gone=container.id[:12])
+            sample = self._sample(container)
             body["cpu_usage"] = self._cpu_percent(container, sample)
-            body["memory_usage"] = int((sample.get("memory_stats") or {}).get("usage") or 0)
+            body["memory_usage"] = sample.memory_usage
         return body
 
-    def _cpu_percent(self, container: Container, sample: dict[str, Any]) -> float:
+    def _sample(self, container: Container) -> Sample:
+        stats = self._engine_call(container.stats, stream=False, gone=container.id[:12])
+        return Sample.of(stats)
+
+    def _cpu_percent(self, container: Container, sample: Sample) -> float:
         """CPU % of one CPU since the last sample this worker took of it (or since the
         container started): Podman's one-shot stats carry no previous sample."""
-        total = int(
-            ((sample.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage") or 0
-        )
+        total = sample.cpu_ns
         now = time.monotonic()
         before = self._cpu_seen.get(container.id)
         self._cpu_seen[container.id] = (now, total)

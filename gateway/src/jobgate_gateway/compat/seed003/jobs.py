@@ -18,7 +18,7 @@ from flask import Response
 from flask.views import MethodView
 from marshmallow import Schema, fields, validate
 
-from jobgate import files
+from jobgate import files, jobs
 from jobgate.errors import Forbidden, NotFound
 from jobgate.identity import Principal
 from jobgate.jobs import STATUSES, estimates, job_logs
@@ -280,7 +280,7 @@ class Jobs(MethodView):
             raise Forbidden("Only admins may list other users' jobs", details={"user": username})
         svc = services()
         with svc.db.transaction() as conn:
-            rows, total = job_service.list_jobs_of_kind(
+            rows, total = jobs.list_jobs_of_kind(
                 conn,
                 kind=KIND,
                 statuses=STATUS_FILTER[query["status"]] if "status" in query else None,
