@@ -6,15 +6,17 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-PACKAGES := -e 'shared[web]' -e auth-service -e gateway -e worker-service -e stats-service
+PACKAGES := -e 'shared[web]' -e auth-service -e gateway -e worker-service -e stats-service \
+	-e examples/task-handlers
 TOOLS := honcho pytest pytest-timeout ruff schemathesis
+BENCH_TOOLS := celery sqlalchemy  # bench/task_bench.py's comparison, not needed to run Jobgate
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 venv: $(STAMP) ## create .venv and install every package, pinned by constraints.txt
 
-$(STAMP): constraints.txt shared/pyproject.toml auth-service/pyproject.toml gateway/pyproject.toml worker-service/pyproject.toml stats-service/pyproject.toml
+$(STAMP): constraints.txt shared/pyproject.toml auth-service/pyproject.toml gateway/pyproject.toml worker-service/pyproject.toml stats-service/pyproject.toml examples/task-handlers/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
 	$(BIN)/pip install -q -c constraints.txt $(PACKAGES) $(TOOLS) 2>&1 | grep -v "is ignored" || true
@@ -46,9 +48,11 @@ fmt: venv ## ruff format and autofix
 	$(BIN)/ruff check --fix .
 
 bench: venv services migrate engine ## benchmarks (not tests): print tables, write JSON to bench/results/
+	$(BIN)/pip install -q -c constraints.txt $(BENCH_TOOLS) 2>&1 | grep -v "is ignored" || true
 	$(BIN)/python bench/cache_bench.py
 	$(BIN)/python bench/convert_bench.py
 	$(BIN)/python bench/scrape_bench.py
 	$(BIN)/python bench/container_bench.py
+	$(BIN)/python bench/task_bench.py
 
 .PHONY: help venv services engine migrate run test lint fmt bench

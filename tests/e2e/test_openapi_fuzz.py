@@ -45,6 +45,7 @@ def fuzz_stack(make_stack, docker_host):
         RATE_LIMIT_STATUS=UNLIMITED,
         RATE_LIMIT_DEFAULT=UNLIMITED,
         RATE_LIMIT_LOGIN=UNLIMITED,
+        RATE_LIMIT_TASKS=UNLIMITED,
         DOCKER_HOST=docker_host,
     )
     stack.start_worker("container")

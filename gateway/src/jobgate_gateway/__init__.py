@@ -8,13 +8,14 @@ from flask import Flask, Response, send_from_directory
 from jobgate.config import Settings
 from jobgate.web import Api, init_web
 from jobgate_gateway import auth, auth_proxy, health, ratelimit
-from jobgate_gateway.compat import seed000, seed001, seed002, seed003
+from jobgate_gateway.compat import seed000, seed001, seed002, seed003, seed004
 from jobgate_gateway.files import resources as file_resources
 from jobgate_gateway.jobs import resources as job_resources
 from jobgate_gateway.metrics import init_metrics
 from jobgate_gateway.schedules import resources as schedule_resources
 from jobgate_gateway.services import Services
 from jobgate_gateway.uploads import init_uploads
+from jobgate_gateway.webhooks import resources as webhook_resources
 
 MAX_JSON_BODY = 16 * 1024 * 1024
 
@@ -65,12 +66,14 @@ def create_app(config: Settings | None = None, *, services: Services | None = No
         job_resources.blp,
         file_resources.blp,
         schedule_resources.blp,
+        webhook_resources.blp,
         seed000.health_blp,
         seed000.blp,
         seed001.blp,
         seed002.health_blp,
         seed002.blp,
         *seed003.BLUEPRINTS,
+        *seed004.BLUEPRINTS,
     )
     for blp in blueprints:
         api.register_blueprint(blp)

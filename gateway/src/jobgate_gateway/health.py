@@ -1,5 +1,10 @@
 """Liveness, readiness, info and Prometheus metrics at the root (seed 000's health check is in
-`compat.seed000`)."""
+`compat.seed000`).
+
+Seeds 001 and 004 both claim `/health`, and seed 004 also `/ready` and `/info`: each answers
+the union of their fields (DESIGN.md, "Public API"). Both seeds say `healthy`; `/ready` says
+`ready` (or `not_ready` with its 503) beside the older `ready: true|false`.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import time
 from typing import Any
 
 import requests
-from flask import Response, g
+from flask import Response, current_app, g
 from marshmallow import Schema, fields, validate
 
 from jobgate import db, files, kinds, workers
@@ -20,6 +25,7 @@ from jobgate_gateway.timefmt import iso_ms
 
 blp = Blueprint("health", __name__, description="Health, readiness, info and metrics")
 VERSION = "0.1.0"
+PRODUCT = "Jobgate"
 PUBLIC = blp.doc(security=[])  # no credentials needed (OpenAPI)
 STATES = validate.OneOf(["connected", "disconnected", "unknown"])
 
@@ -71,9 +77,12 @@ class UploadStatsSchema(Schema):
 
 
 class ReadySchema(Schema):
+    status = fields.String(required=True, validate=validate.OneOf(["ready", "not_ready"]))
     ready = fields.Boolean(required=True)
     database = fields.String(required=True, validate=STATES)
     broker = fields.String(required=True, validate=STATES)
+    version = fields.String(required=True)
+    timestamp = fields.String(required=True)
 
 
 class KindInfoSchema(Schema):
@@ -84,8 +93,11 @@ class KindInfoSchema(Schema):
 
 
 class InfoSchema(Schema):
+    name = fields.String(required=True, metadata={"description": "the product (seed 004)"})
     service = fields.String(required=True)
     version = fields.String(required=True)
+    environment = fields.String(required=True, metadata={"description": "JOBGATE_ENV"})
+    debug = fields.Boolean(required=True)
     job_kinds = fields.List(fields.String(), required=True)
     supported_kinds = fields.List(fields.String(), required=True)
     kinds = fields.List(fields.Nested(KindInfoSchema), required=True)
@@ -198,18 +210,23 @@ def upload_stats() -> dict[str, Any]:
 @blp.alt_response(503, schema=ReadySchema, description="a dependency is unreachable")
 def ready() -> tuple[dict[str, Any], int]:
     """Readiness for load balancers and Kubernetes: dependencies reachable."""
-    deps, ok, _ = dependencies()
-    return {"ready": ok, **deps}, 200 if ok else 503
+    deps, ok, now = dependencies()
+    body = {"status": "ready" if ok else "not_ready", "ready": ok, **deps}
+    return {**body, "version": VERSION, "timestamp": now}, 200 if ok else 503
 
 
 @blp.route("/info")
 @PUBLIC
 @blp.response(200, InfoSchema)
 def info() -> dict[str, Any]:
-    """The gateway's version and the job kinds it serves (from the kind registry)."""
+    """The gateway's version, environment and the job kinds it serves (from the kind
+    registry)."""
     return {
+        "name": PRODUCT,
         "service": "jobgate-gateway",
         "version": VERSION,
+        "environment": services().settings.env,
+        "debug": current_app.debug,
         "job_kinds": list(kinds.names()),
         "supported_kinds": list(kinds.names()),
         "kinds": [

@@ -1,16 +1,30 @@
 """Rate limits per API key or user (flask-limiter), shared through Redis when configured.
 
 Job creation has its own low limit (seed 000: 10/minute); status polling has a separate,
-higher one so a client polling every few seconds never sees a 429. 429s carry
-`Retry-After` and `X-RateLimit-*` headers.
+higher one so a client polling every few seconds never sees a 429; seed 004's task routes
+have its two windows (`RATE_LIMIT_TASKS`). Every authenticated response carries
+`X-RateLimit-Limit`, `-Remaining` and `-Reset` (seed 004), not only a 429: flask-limiter
+writes them for the limit it evaluated, and `_report_default_limit` fills them in from the
+default limit where it evaluated none (a request refused before its route's limit was
+checked, or one that matched no route). 429s also carry `Retry-After`.
 """
 
 from __future__ import annotations
 
-from flask import Flask, current_app, request
+import logging
+
+from flask import Flask, Response, current_app, g, request
 from flask_limiter import Limiter
+from limits import parse_many
 
 from jobgate_gateway.auth import rate_limit_key
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = "jobgate"
+HEADER_LIMIT = "X-RateLimit-Limit"
+HEADER_REMAINING = "X-RateLimit-Remaining"
+HEADER_RESET = "X-RateLimit-Reset"
 
 
 def _settings():
@@ -31,6 +45,10 @@ create_limit = limiter.shared_limit(
 status_limit = limiter.shared_limit(
     lambda: _settings().rate_limit_status, scope="job-status", methods=["GET"]
 )
+# Seed 004: "1000 requests per hour, 100 per minute per API key", both windows on every
+# /api/v1/tasks route, in one bucket; the headers report the window nearest to running out
+# (flask-limiter's choice: the smallest window, or the one breached).
+tasks_limit = limiter.shared_limit(lambda: _settings().rate_limit_tasks, scope="tasks")
 
 
 def _not_a_login() -> bool:
@@ -46,9 +64,37 @@ login_limit = limiter.shared_limit(
 )
 
 
+def _report_default_limit(response: Response) -> Response:
+    """after_request (run after flask-limiter's own): an authenticated response that got no
+    `X-RateLimit-*` headers gets the default limit's, read without counting the request —
+    its route's limit was never evaluated (refused before, or no route matched)."""
+    if (
+        HEADER_LIMIT in response.headers
+        or g.get("principal") is None
+        or not limiter.enabled
+        or not current_app.config.get("RATELIMIT_ENABLED", True)
+    ):
+        return response
+    try:
+        limit = min(parse_many(_settings().rate_limit_default), key=lambda item: item.get_expiry())
+        # The default limits count per route (flask-limiter scopes them by endpoint).
+        args = [KEY_PREFIX, rate_limit_key(), request.endpoint or "unmatched"]
+        reset_at, remaining = limiter.limiter.get_window_stats(limit, *args)
+    except Exception as exc:  # noqa: BLE001 - headers are advice; never fail the answer
+        log.debug("rate-limit headers not reported: %s", exc)
+        return response
+    response.headers[HEADER_LIMIT] = str(limit.amount)
+    response.headers[HEADER_REMAINING] = str(max(0, remaining))
+    response.headers[HEADER_RESET] = str(int(reset_at + 1))
+    return response
+
+
 def init_rate_limits(app: Flask) -> None:
     settings = app.extensions["jobgate"].settings
     app.config["RATELIMIT_STORAGE_URI"] = settings.rate_limit_storage_uri
     app.config["RATELIMIT_ENABLED"] = settings.rate_limit_enabled
-    app.config["RATELIMIT_KEY_PREFIX"] = "jobgate"
+    app.config["RATELIMIT_KEY_PREFIX"] = KEY_PREFIX
+    # Registered before the limiter's own after_request, so it runs after it (Flask runs
+    # after_request functions in reverse order) and sees the headers it wrote.
+    app.after_request(_report_default_limit)
     limiter.init_app(app)

@@ -59,6 +59,9 @@ class UserSchema(ma.Schema):
 
 class TokenResponseSchema(ma.Schema):
     access_token = fields.String()
+    token = fields.String(
+        metadata={"description": "login only: the access token again, as seed 004 reads it"}
+    )
     token_type = fields.String()
     expires_in = fields.Integer()
     refresh_token = fields.String()

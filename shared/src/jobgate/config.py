@@ -54,6 +54,7 @@ class CoreSettings:
     rate_limit_status: str = "600/minute"
     rate_limit_default: str = "1200/minute"
     rate_limit_login: str = "30/minute"  # login and refresh attempts per client address
+    rate_limit_tasks: str = "1000/hour;100/minute"  # seed 004: every /api/v1/tasks route
     rate_limit_enabled: bool = True
     request_timeout: float = 5.0
 

@@ -9,6 +9,7 @@ A blueprint that speaks a seed's own error dialect says so when it is made
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 import re
 import uuid
@@ -18,7 +19,7 @@ from urllib.parse import parse_qsl
 
 import flask_smorest
 from flask import Flask, Response, g, has_request_context, jsonify, request
-from marshmallow import Schema, ValidationError, fields
+from marshmallow import Schema, ValidationError, fields, validate
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
@@ -120,6 +121,31 @@ class ErrorWithDetailSchema(ErrorSchema):
 
 # Routes seed 002's clients share (`/api/v1/jobs`, `/videos`, `/scheduled-jobs`, `/stats`).
 WITH_DETAIL = ErrorDialect(error_body_with_detail, ErrorWithDetailSchema)
+
+
+def utc_timestamp() -> str:
+    """Now as seed 004 prints it: ISO 8601, UTC, milliseconds, `Z`."""
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+    return now.replace("+00:00", "Z")
+
+
+def envelope_error_body(status: int, code: str, message: str, details: dict[str, Any]) -> dict:
+    """Seed 004's error envelope: `status: "error"`, the canonical `error` object (with
+    `request_id`) and a `timestamp`, so its clients can branch on `status` for every answer."""
+    return {
+        "status": "error",
+        **canonical_error_body(status, code, message, details),
+        "timestamp": utc_timestamp(),
+    }
+
+
+class EnvelopeErrorSchema(ErrorSchema):
+    status = fields.String(required=True, validate=validate.Equal("error"))
+    timestamp = fields.String(required=True, metadata={"example": "2024-02-09T10:30:00.000Z"})
+
+
+# Seed 004's routes (`/api/v1/tasks`, `/api/v1/workers`, `/workers/status`).
+ENVELOPE = ErrorDialect(envelope_error_body, EnvelopeErrorSchema)
 
 
 class Parser(FlaskParser):

@@ -71,7 +71,7 @@ class Worker:
         self.settings = settings
         self.spec = spec
         self.kind = kind = spec.name
-        self.concurrency = concurrency or settings.worker_concurrency
+        self.concurrency = concurrency or spec.concurrency(settings)
         self.worker_id = f"{kind}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.app_id = f"jobgate-worker-{kind}"
         self.db = database or db.Database(
@@ -114,6 +114,7 @@ class Worker:
             inflight=self.inflight,
             stopping=self._stopping,
             events=self.events,
+            capacity=self.concurrency,
         )
         self.rpc_server: RpcServer | None = None
         self.housekeeping = Housekeeping(
@@ -146,6 +147,16 @@ class Worker:
             self.rpc_server = RpcServer(self.settings.amqp_url, queue, handlers(self.settings))
             background.append(
                 threading.Thread(target=self.rpc_server.serve_forever, name="rpc", daemon=True)
+            )
+        loop = self.spec.background
+        if loop is not None:  # the kind's own loop (the webhook dispatcher)
+            background.append(
+                threading.Thread(
+                    target=loop,
+                    args=(self.settings, self.db, self._exiting),
+                    name=f"{self.kind}-background",
+                    daemon=True,
+                )
             )
         for thread in background:
             thread.start()

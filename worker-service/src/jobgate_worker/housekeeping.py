@@ -67,7 +67,9 @@ class Heartbeat:
         inflight: InFlight,
         stopping: threading.Event,
         events: EventEmitter,
+        capacity: int = 1,
     ) -> None:
+        self.capacity = capacity
         self.db = database
         self.settings = settings
         self.worker_id = worker_id
@@ -89,6 +91,8 @@ class Heartbeat:
                 pid=os.getpid(),
                 status=state,
                 current_job_id=ids[0] if ids else None,
+                current_load=len(ids),
+                max_capacity=self.capacity,
             )
             attempts.extend_leases(
                 conn, worker_id=self.worker_id, job_ids=ids, lease_s=self.settings.job_lease_seconds
@@ -123,6 +127,7 @@ class Housekeeping:
             lost = reaper.requeue_lost(
                 conn, app_id=self.app_id, stale_s=self.settings.stale_requeue_seconds
             )
+            workers.prune(conn)  # rows of workers stopped or silent for a week
         for job in lost:
             log.warning(
                 "job %s (%s): %s (its worker was lost, or its message went missing)",

@@ -42,6 +42,7 @@ blp = Blueprint(
 blp.before_request(authenticate_blueprint)
 
 SEED002_KIND = "scrape"  # a body with `mode` and no `kind` is seed 002's scrape job
+INTERNAL_KINDS = tuple(spec.name for spec in kinds.specs() if spec.internal)
 
 IDEMPOTENCY_KEY = {
     "in": "header",
@@ -97,9 +98,12 @@ class Jobs(MethodView):
             )
         try:
             spec = kinds.get(body["kind"])
+            if spec.internal:  # made by the platform (webhook deliveries), never submitted
+                raise kinds.UnknownKind(spec.name)
         except kinds.UnknownKind:
+            supported = [s.name for s in kinds.specs() if not s.internal]
             raise InvalidRequest(
-                f"Unsupported job kind '{body['kind']}'", details={"supported": list(kinds.names())}
+                f"Unsupported job kind '{body['kind']}'", details={"supported": supported}
             ) from None
         raw_params, options = _split_options(body)
         params = load_or_400(spec.params(), raw_params)
@@ -124,6 +128,8 @@ class Jobs(MethodView):
                 conn,
                 owner_id=owner,
                 kind=query.get("kind"),
+                # internal kinds' jobs (webhook deliveries) only when asked for by kind
+                exclude_kinds=() if "kind" in query else INTERNAL_KINDS,
                 status=query.get("status"),
                 created_since=query.get("created_since"),
                 limit=query["limit"],

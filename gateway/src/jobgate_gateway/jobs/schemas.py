@@ -36,8 +36,8 @@ def kind_request_schemas(
     the kind's own params (its contract in `jobgate.kinds`); for the OpenAPI `oneOf`."""
     schemas = {}
     for spec in kinds.specs():
-        if schedulable_only and not spec.schedulable:
-            continue
+        if spec.internal or (schedulable_only and not spec.schedulable):
+            continue  # internal kinds (webhook deliveries) are made by the platform only
         declared = {
             **common._declared_fields,
             "kind": fields.String(required=True, validate=validate.OneOf([spec.name])),
@@ -108,7 +108,7 @@ class JobSchema(Schema):
     progress_detail = fields.Nested(JobProgressSchema, required=True)
     throughput = fields.Nested(ThroughputSchema, required=True, allow_none=True)
     error = fields.String(required=True, allow_none=True)
-    result = fields.Dict(required=True, allow_none=True)
+    result = fields.Raw(required=True, allow_none=True, metadata={"description": "any JSON"})
     cancel_requested = fields.Boolean(required=True)
     request_id = fields.String(required=True, allow_none=True)
     created_at = fields.String(required=True)
@@ -133,6 +133,9 @@ class JobSchema(Schema):
     resource_usage = fields.Dict(
         metadata={"description": "container: cpu_time (s), memory_peak and network_io (bytes)"}
     )
+    # webhook (internal): the delivery's webhook and event type
+    webhook_id = fields.String(metadata={"description": "webhook delivery: its webhook"})
+    event_type = fields.String(metadata={"description": "webhook delivery: e.g. job.completed"})
 
 
 class JobDetailSchema(Schema):

@@ -41,8 +41,9 @@ def schedulable_kind(name: str) -> KindSpec:
             f"Unsupported job kind '{name}'", details={"supported": supported}
         ) from None
     if not spec.schedulable:
+        why = "the platform makes them" if spec.internal else "each one converts a single upload"
         raise InvalidRequest(
-            f"Jobs of kind '{name}' cannot be scheduled: each one converts a single upload",
+            f"Jobs of kind '{name}' cannot be scheduled: {why}",
             details={"kind": name, "supported": supported},
         )
     return spec

@@ -49,8 +49,10 @@ def list_jobs(
     offset: int = 0,
     sort: str = "created_at",
     order: str = "desc",
+    exclude_kinds: Sequence[str] = (),
 ) -> tuple[list[Job], int]:
-    """A page of jobs and the total count matching the filters."""
+    """A page of jobs and the total count matching the filters, leaving out the jobs of
+    `exclude_kinds` (the canonical list hides internal kinds unless asked by kind)."""
     if sort not in SORTABLE or order not in ("asc", "desc"):
         raise ValueError("unsupported sort")
     where, params = ["true"], []
@@ -61,6 +63,9 @@ def list_jobs(
     if created_since is not None:
         where.append("created_at >= %s")
         params.append(created_since)
+    if exclude_kinds:
+        where.append("kind <> ALL(%s)")
+        params.append(list(exclude_kinds))
     clause = " AND ".join(where)
     total = db.fetch_one(conn, f"SELECT count(*) AS n FROM jobs WHERE {clause}", params)["n"]
     rows = db.fetch_all(

@@ -11,6 +11,8 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg2.extras
+
 from jobgate import db, outbox
 from jobgate.jobs import TERMINAL, Job, job_items
 
@@ -25,7 +27,7 @@ def claim_job(conn: db.Connection, *, job_id: str, worker_id: str, lease_s: floa
         conn,
         """
         UPDATE jobs SET status = 'running', attempt = attempt + 1, worker_id = %(w)s,
-               lease_expires_at = now() + make_interval(secs => %(lease)s),
+               last_worker_id = %(w)s, lease_expires_at = now() + make_interval(secs => %(lease)s),
                started_at = coalesce(started_at, now()), next_attempt_at = NULL,
                updated_at = now()
         WHERE id = %(id)s AND NOT cancel_requested AND attempt < max_attempts
@@ -161,9 +163,10 @@ def finish_job(
     worker_id: str,
     status: str,
     error: str | None = None,
-    result: dict[str, Any] | None = None,
+    result: Any = None,
 ) -> Job | None:
-    """Move a held job to a terminal status; None if this worker no longer holds it."""
+    """Move a held job to a terminal status; None if this worker no longer holds it.
+    `result` is any JSON value (a task's handler may return a list or a number)."""
     if status not in TERMINAL:
         raise ValueError(f"not a terminal status: {status}")
     return db.fetch_one(
@@ -175,7 +178,13 @@ def finish_job(
         WHERE id = %(id)s AND worker_id = %(w)s AND status = 'running'
         RETURNING *
         """,
-        {"id": job_id, "w": worker_id, "status": status, "error": error, "result": result},
+        {
+            "id": job_id,
+            "w": worker_id,
+            "status": status,
+            "error": error,
+            "result": None if result is None else psycopg2.extras.Json(result),
+        },
     )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from jobgate.kinds import cache, container, convert, scrape
+from jobgate.kinds import cache, container, convert, scrape, task, webhook
 from jobgate.kinds.spec import KindSpec, QueueOptions
 
 __all__ = ["REGISTRY", "KindSpec", "QueueOptions", "UnknownKind", "get", "names", "specs"]
@@ -27,6 +27,8 @@ REGISTRY: dict[str, KindSpec] = {
         convert.SPEC,
         scrape.SPEC,
         container.SPEC,
+        task.SPEC,
+        webhook.SPEC,
     )
 }
 

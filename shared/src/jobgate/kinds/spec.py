@@ -52,6 +52,9 @@ class KindSpec:
     # alone (not so for an upload's conversion), and the work a job needs at submission.
     schedulable: bool = True
     plan: Planner | None = None  # None: the params as they are, no items
+    # Jobs the platform makes for itself (webhook deliveries): never submitted through
+    # `POST /api/v1/jobs` nor scheduled, and left out of job lists unless asked for by kind.
+    internal: bool = False
 
     def __post_init__(self) -> None:
         if not self.worker_module:
@@ -103,6 +106,20 @@ class KindSpec:
         module = importlib.import_module(self.worker_module)
         factory = getattr(module, "rpc_handlers", None)
         return (module.RPC_QUEUE, factory) if factory is not None else None
+
+    def concurrency(self, settings: Any) -> int:
+        """Jobs one worker process runs at once: the kind's `<kind>_concurrency` setting
+        when it has one (a task worker's pool of handler processes), else
+        `WORKER_CONCURRENCY`."""
+        own = getattr(settings, f"{self.name}_concurrency", None)
+        return int(own or settings.worker_concurrency)
+
+    @property
+    def background(self) -> Callable[..., None] | None:
+        """The worker module's optional `background(settings, database, stop)`: a loop every
+        worker process of the kind runs on a thread of its own until `stop` is set (the
+        webhook dispatcher, which turns job events into deliveries)."""
+        return getattr(importlib.import_module(self.worker_module), "background", None)
 
     def api_hook(self, name: str) -> Callable[..., Any] | None:
         """An optional function of the API module: `job_fields(job)` (fields of the kind

@@ -1,0 +1,63 @@
+"""The `task` kind's contract: a generic task run by a named handler (seed 004).
+
+A task is `name`, `description`, `payload` (any JSON object) and `timeout`, run by the handler
+named in `handler` (resolved by the gateway at submission: the explicit `handler`, else a
+handler registered under the task's `name`, else `TASK_DEFAULT_HANDLER`). Seed 004's
+`priority` words and `retry_count` are job options, not params: `jobs.priority`
+(`PRIORITIES`) and `max_attempts = retry_count + 1`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from marshmallow import Schema, fields, validate
+
+from jobgate.kinds.spec import KindSpec
+
+PRIORITIES = {"low": 2, "medium": 5, "high": 8}  # seed word -> jobs.priority (0-9)
+MAX_RETRY_COUNT = 9  # max_attempts is at most 10, as for every kind
+MAX_TIMEOUT_S = 7 * 24 * 3600
+# A handler's name: what an entry point may be called, and safe in logs and URLs.
+HANDLER_NAME = validate.Regexp(
+    r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$",
+    error="Not a handler name (letters, digits, _ . : -, at most 100).",
+)
+
+
+class TaskParams(Schema):
+    name = fields.String(required=True, validate=validate.Length(1, 200))
+    description = fields.String(
+        load_default=None, allow_none=True, validate=validate.Length(0, 2000)
+    )
+    handler = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=HANDLER_NAME,
+        metadata={"description": "the handler to run (default: by name, else the default one)"},
+    )
+    payload = fields.Dict(keys=fields.String(), load_default=dict)
+    timeout = fields.Integer(
+        load_default=3600,
+        validate=validate.Range(1, MAX_TIMEOUT_S),
+        metadata={"description": "seconds one attempt may run before its process is killed"},
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSettings:
+    task_default_handler: str = "echo"
+    task_concurrency: int = 4  # handler processes (and tasks at once) per task worker
+    task_max_payload_bytes: int = 1024 * 1024  # a task's payload as JSON
+    task_max_result_bytes: int = 1024 * 1024  # a handler's return value as JSON
+    task_http_allowed_hosts: tuple[str, ...] = ()  # hosts the `http` handler may call
+    task_http_timeout_s: float = 30.0
+
+
+SPEC = KindSpec(
+    name="task",
+    description="Run a named task handler on a JSON payload",
+    params=TaskParams,
+    settings=TaskSettings,
+    seed="004",
+)

@@ -1,0 +1,243 @@
+"""Webhook deliveries (the internal `webhook` kind) and the dispatcher that makes them.
+
+`run(ctx)` is one attempt of one delivery: POST the event's payload, signed the Standard
+Webhooks way (`standardwebhooks`: `webhook-id`, `webhook-timestamp`, `webhook-signature`),
+to the webhook's current URL. A 2xx completes it; any other answer, a timeout or a
+connection error fails the attempt, so the platform retries it with backoff and, after the
+last attempt, leaves it `failed` with its message in the dead-letter queue. A URL that is
+not (or no longer) allowed fails it at once: retrying cannot change the policy. Each
+attempt's status code and error go to `jobs.details` for the deliveries list. No redirect
+is followed. A webhook deleted or deactivated since the event completes its deliveries as
+skipped, sending nothing.
+
+`background(settings, database, stop)` is the dispatcher, run by every webhook worker
+process: it LISTENs on `jobgate_webhooks` (the trigger on `jobs` notifies it), wakes on a
+notification or every WEBHOOK_DISPATCH_INTERVAL_S, and turns queued events into deliveries
+(`jobgate.webhooks.dispatch_batch`, SKIP LOCKED, so processes never duplicate one), then
+publishes them after commit; what it cannot publish, the workers' outbox relay does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import http.client
+import json
+import logging
+import select
+import socket
+import threading
+import time
+from typing import Any
+
+import psycopg2
+import psycopg2.extensions
+from standardwebhooks import Webhook
+
+from jobgate import db, outbox, webhooks
+from jobgate.broker import Publisher
+from jobgate.config import Settings
+from jobgate.jobs import attempts
+from jobgate_worker.context import JobContext
+from jobgate_worker.errors import JobFailed, LeaseLost
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "Jobgate-Webhooks/1"
+CHANNEL = "jobgate_webhooks"
+APP_ID = "jobgate-webhook-dispatcher"
+RESPONSE_READ_LIMIT = 64 * 1024  # bytes of a receiver's answer read (and dropped)
+ERROR_TEXT_LIMIT = 300  # characters of an answer or error kept in `jobs.details`
+MAX_BATCHES_PER_WAKE = 20  # then let the interval come round (other work, stop checks)
+WAIT_SLICE_S = 0.5  # how often a waiting dispatcher looks at `stop`
+OUTAGE_FIRST_S = 1.0
+OUTAGE_MAX_S = 30.0
+
+
+# --- one delivery -----------------------------------------------------------------------------
+
+
+def _record(ctx: JobContext, **details: Any) -> None:
+    """The attempt's status code and error, in `jobs.details` (shown by the deliveries list)."""
+    details["last_attempt_at"] = webhooks.iso_utc(dt.datetime.now(dt.UTC))
+    details["last_attempt"] = ctx.job["attempt"]
+    with ctx.db.transaction() as conn:
+        if not attempts.set_details(
+            conn, job_id=ctx.job_id, worker_id=ctx.worker_id, details=details
+        ):
+            raise LeaseLost(ctx.job_id)
+
+
+def signed_headers(secret: str, message_id: str, body: str, now: dt.datetime) -> dict[str, str]:
+    """The Standard Webhooks headers for `body`, signed with the webhook's secret now."""
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": Webhook(secret).sign(message_id, now, body),
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+    }
+
+
+def post(
+    target: webhooks.Target, body: bytes, headers: dict[str, str], *, timeout: float
+) -> tuple[int, str]:
+    """POST to the addresses that were checked (never a fresh lookup of the name, so a DNS
+    answer that changed since cannot steer the request elsewhere), with the URL's host as
+    Host header and TLS server name. Returns the status and the start of the answer."""
+    cls = http.client.HTTPSConnection if target.scheme == "https" else http.client.HTTPConnection
+    conn = cls(target.host, target.port, timeout=timeout)
+
+    def connect(_address: Any, timeout: Any = None, source_address: Any = None) -> socket.socket:
+        error: OSError | None = None
+        for address in target.addresses:  # in the resolver's order, like create_connection
+            try:
+                return socket.create_connection((address, target.port), timeout, source_address)
+            except OSError as exc:
+                error = exc
+        raise error or OSError(f"no address for {target.host}")
+
+    conn._create_connection = connect  # type: ignore[attr-defined]  # http.client's own hook
+    try:
+        conn.request("POST", target.path, body=body, headers=headers)
+        response = conn.getresponse()
+        text = response.read(RESPONSE_READ_LIMIT).decode("utf-8", "replace")
+        return response.status, text[:ERROR_TEXT_LIMIT]
+    finally:
+        conn.close()
+
+
+def run(ctx: JobContext) -> dict[str, Any]:
+    """Deliver one event to one webhook; raises JobFailed for the platform to retry."""
+    params = ctx.params
+    settings = ctx.settings
+    with ctx.db.transaction() as conn:
+        hook = webhooks.get(conn, webhook_id=str(params["webhook_id"]))
+    if hook is None or not hook["active"]:
+        reason = "webhook deleted" if hook is None else "webhook inactive"
+        log.info("delivery %s not sent: %s", ctx.job_id, reason)
+        return {"skipped": reason}
+    ctx.check()
+    try:
+        target = webhooks.check_target(hook["url"], allow_private=settings.webhook_allow_private)
+    except webhooks.TargetUnresolved as exc:
+        _record(ctx, last_status_code=None, last_error=str(exc))
+        raise JobFailed(str(exc)) from None
+    except webhooks.TargetRefused as exc:
+        _record(ctx, last_status_code=None, last_error=str(exc))
+        raise JobFailed(str(exc), retryable=False) from None
+    body = json.dumps(params["payload"], separators=(",", ":"))
+    headers = signed_headers(hook["secret"], params["message_id"], body, dt.datetime.now(dt.UTC))
+    started = time.monotonic()
+    try:
+        status, text = post(target, body.encode(), headers, timeout=settings.webhook_timeout_s)
+    except (OSError, http.client.HTTPException) as exc:
+        error = f"{type(exc).__name__}: {exc}"[:ERROR_TEXT_LIMIT]
+        _record(ctx, last_status_code=None, last_error=error)
+        raise JobFailed(f"delivery to {target.host} failed: {error}") from None
+    ms = round((time.monotonic() - started) * 1000, 1)
+    if 200 <= status < 300:
+        _record(ctx, last_status_code=status, last_error=None, last_ms=ms)
+        return {"status_code": status, "ms": ms}
+    error = f"HTTP {status}" + (f": {text.strip()}" if text.strip() else "")
+    _record(ctx, last_status_code=status, last_error=error, last_ms=ms)
+    raise JobFailed(f"receiver answered {error}"[:ERROR_TEXT_LIMIT])
+
+
+# --- the dispatcher ---------------------------------------------------------------------------
+
+
+class Dispatcher:
+    """Turns queued job events into deliveries whenever the database says there are some."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        database: db.Database,
+        *,
+        publisher: Publisher | None = None,
+        app_id: str = APP_ID,
+    ) -> None:
+        self.settings = settings
+        self.db = database
+        self.app_id = app_id
+        self.publisher = publisher or Publisher(
+            settings.amqp_url, app_id=app_id, queue_type=settings.job_queue_type
+        )
+        self._listener: psycopg2.extensions.connection | None = None
+
+    def dispatch(self) -> int:
+        """Dispatch what is queued (a bounded number of batches); returns deliveries made."""
+        made = 0
+        for _ in range(MAX_BATCHES_PER_WAKE):
+            with self.db.transaction() as conn:
+                batch = webhooks.dispatch_batch(conn, settings=self.settings, app_id=self.app_id)
+            if batch.outbox_ids:
+                made += len(batch.outbox_ids)
+                self._publish(batch.outbox_ids)
+            if batch.taken < webhooks.DISPATCH_BATCH:
+                break
+        return made
+
+    def _publish(self, ids: list[int]) -> None:
+        try:
+            outbox.relay(self.db, self.publisher, ids=ids)
+        except Exception as exc:  # noqa: BLE001 - the housekeeping relay publishes them later
+            log.warning("webhook deliveries queued; publish deferred to the relay: %s", exc)
+
+    def _listen(self) -> psycopg2.extensions.connection:
+        if self._listener is None or self._listener.closed:
+            conn = psycopg2.connect(self.db.url, connect_timeout=5, application_name=APP_ID)
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(f"LISTEN {CHANNEL}")
+            self._listener = conn
+        return self._listener
+
+    def _close_listener(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(Exception):  # it is being thrown away, maybe dead
+                self._listener.close()
+        self._listener = None
+
+    def wait(self, stop: threading.Event) -> None:
+        """Until a notification arrives, the interval passes or `stop` is set."""
+        listener = self._listen()
+        deadline = time.monotonic() + self.settings.webhook_dispatch_interval_s
+        while not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            readable, _, _ = select.select([listener], [], [], min(left, WAIT_SLICE_S))
+            if readable:
+                listener.poll()
+                if listener.notifies:
+                    listener.notifies.clear()
+                    return
+
+    def run(self, stop: threading.Event) -> None:
+        """Listen and dispatch until `stop` is set; a database or broker outage is logged
+        and waited out with backoff, never the end of the loop."""
+        delay = OUTAGE_FIRST_S
+        log.info("webhook dispatcher started")
+        try:
+            while not stop.is_set():
+                try:
+                    self._listen()  # before dispatching: no notification falls in between
+                    self.dispatch()
+                    self.wait(stop)
+                    delay = OUTAGE_FIRST_S
+                except Exception as exc:  # noqa: BLE001 - an outage must not end the loop
+                    log.warning("webhook dispatcher: %s; retrying in %.0fs", exc, delay)
+                    self._close_listener()
+                    stop.wait(delay)
+                    delay = min(delay * 2, OUTAGE_MAX_S)
+        finally:
+            self._close_listener()
+            self.publisher.close()
+            log.info("webhook dispatcher stopped")
+
+
+def background(settings: Settings, database: db.Database, stop: threading.Event) -> None:
+    """The webhook worker's own loop (`KindSpec.background`): the dispatcher."""
+    Dispatcher(settings, database).run(stop)
