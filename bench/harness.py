@@ -68,6 +68,7 @@ BENCH_RATE_LIMITS = {
     "RATE_LIMIT_JOB_CREATE": "10000/minute",
     "RATE_LIMIT_STATUS": "1000000/minute",
     "RATE_LIMIT_DEFAULT": "1000000/minute",
+    "RATE_LIMIT_TASKS": "1000000/minute",
 }
 
 

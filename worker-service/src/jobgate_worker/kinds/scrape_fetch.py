@@ -19,7 +19,6 @@ import contextlib
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.process
-import os
 import re
 import signal
 import threading
@@ -29,6 +28,7 @@ import yt_dlp
 from yt_dlp.utils import DownloadCancelled, YoutubeDLError
 
 from jobgate import media
+from jobgate_worker.children import die_with_worker
 
 POLL_S = 0.2  # how often a waiting fetch looks for a stop
 CLOSE_WAIT_S = 1.0  # how long a closing child gets to end on its own
@@ -125,7 +125,7 @@ def _serve(conn: multiprocessing.connection.Connection, options: dict[str, Any])
     ("ok", info) | ("error", yt-dlp's text) | ("crash", what else went wrong), until it is
     sent None or the worker goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the worker's to handle
-    _die_with_worker()
+    die_with_worker()  # a download must not go on, nor be retried, for a lost worker
     with yt_dlp.YoutubeDL(options) as ydl:
         for name in WARM_EXTRACTORS:
             ydl.get_info_extractor(name)
@@ -149,20 +149,6 @@ def _serve(conn: multiprocessing.connection.Connection, options: dict[str, Any])
                 conn.send(reply)
             except OSError:
                 return
-
-
-def _die_with_worker() -> None:
-    """End this process as soon as the worker that asked for it is gone (kill -9 included):
-    a download must not go on, nor be retried, for a worker that cannot record it."""
-    worker = multiprocessing.parent_process()
-    if worker is None:
-        return
-
-    def watch() -> None:
-        worker.join()  # waits on the worker's sentinel
-        os._exit(1)
-
-    threading.Thread(target=watch, name="watch-worker", daemon=True).start()
 
 
 def _describe(info: dict[str, Any]) -> dict[str, Any] | None:

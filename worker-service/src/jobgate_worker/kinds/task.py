@@ -23,7 +23,6 @@ import json
 import logging
 import multiprocessing
 import multiprocessing.forkserver
-import os
 import signal
 import threading
 import time
@@ -35,6 +34,7 @@ from pebble import ProcessExpired, ProcessPool
 from jobgate import db, task_handlers
 from jobgate.config import Settings
 from jobgate.task_handlers import Called, TaskInfo
+from jobgate_worker.children import die_with_worker
 from jobgate_worker.context import JobContext
 from jobgate_worker.errors import Cancelled, HandBack, JobFailed
 
@@ -65,22 +65,6 @@ def _preload(module: str) -> None:
 _preload(__name__)  # and so jobgate.task_handlers
 
 
-def child_init() -> None:
-    """In each handler process: end as soon as the worker is gone (kill -9 included), so
-    a handler never runs on for a worker that can no longer record it (the job is re-run
-    elsewhere once its lease expires). It must not raise: pebble takes a failing
-    initializer for a broken pool."""
-    worker = multiprocessing.parent_process()  # the worker, not the fork server
-    if worker is None:
-        return
-
-    def watch() -> None:
-        worker.join()  # waits on the worker's sentinel
-        os._exit(1)
-
-    threading.Thread(target=watch, name="watch-worker", daemon=True).start()
-
-
 class HandlerPool:
     """This process's pool of handler processes: made once, shared by its job threads,
     replaced if it breaks, stopped when its last user (a worker) stops."""
@@ -98,7 +82,7 @@ class HandlerPool:
                 self._stop_locked()
             if self._pool is None:
                 self._pool = ProcessPool(
-                    max_workers=max(1, size), initializer=child_init, context=_FORKS
+                    max_workers=max(1, size), initializer=die_with_worker, context=_FORKS
                 )
                 self._pool.active  # noqa: B018 - starts the children now, not on the first task
                 log.info("handler pool started with %d processes", max(1, size))
