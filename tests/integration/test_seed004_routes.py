@@ -627,6 +627,8 @@ def test_health_ready_and_info_serve_every_seeds_fields(client):
     assert info["name"] == "Jobgate" and info["version"]
     assert info["environment"] == "test" and info["debug"] is False
     assert "task" in info["job_kinds"]
+    # Webhook deliveries are jobs the platform makes: not a kind a client can submit.
+    assert "task" in info["supported_kinds"] and "webhook" not in info["supported_kinds"]
 
 
 def test_ready_says_not_ready_when_the_broker_is_down(gateway_settings):
@@ -680,6 +682,8 @@ def test_rate_limit_headers_on_every_authenticated_response(client, alice, gatew
     for name, response in answers.items():
         assert "X-RateLimit-Limit" in response.headers, name
         rate_headers(response)
+        # Retry-After only where it means something (429, 503), never on a success.
+        assert "Retry-After" not in response.headers, name
     # Tasks report the seed's windows (the minute one: nearest to running out).
     assert rate_headers(answers["tasks list"])[0] == 100
     assert rate_headers(answers["jobs"])[0] == int(gateway_settings.rate_limit_status.split("/")[0])

@@ -228,7 +228,8 @@ def info() -> dict[str, Any]:
         "environment": services().settings.env,
         "debug": current_app.debug,
         "job_kinds": list(kinds.names()),
-        "supported_kinds": list(kinds.names()),
+        # What POST /api/v1/jobs takes: internal kinds (webhook deliveries) are the platform's.
+        "supported_kinds": [spec.name for spec in kinds.specs() if not spec.internal],
         "kinds": [
             {
                 "name": spec.name,

@@ -67,7 +67,11 @@ login_limit = limiter.shared_limit(
 def _report_default_limit(response: Response) -> Response:
     """after_request (run after flask-limiter's own): an authenticated response that got no
     `X-RateLimit-*` headers gets the default limit's, read without counting the request —
-    its route's limit was never evaluated (refused before, or no route matched)."""
+    its route's limit was never evaluated (refused before, or no route matched). And
+    `Retry-After`, which flask-limiter writes on every answer, stays only where it means
+    something (429, 503): a client must not wait before its next call after a success."""
+    if response.status_code not in (429, 503):
+        response.headers.pop("Retry-After", None)
     if (
         HEADER_LIMIT in response.headers
         or g.get("principal") is None
