@@ -2,13 +2,16 @@
 
 `Receiver` records every POST (path, lower-cased headers, raw body) and answers each with
 the next status of its `script`, then `default` (200), so a test can make the first
-delivery fail (500) and the retry succeed, or every attempt fail. Tests check the
-signature themselves, with the `standardwebhooks` package, as a real receiver would.
+delivery fail (500) and the retry succeed, or every attempt fail. With `trickle_s` set it
+writes its answer one byte at a time, pausing that long between bytes (a slow receiver).
+Tests check the signature themselves, with the `standardwebhooks` package, as a real
+receiver would.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -20,6 +23,7 @@ class Receiver:
         self.requests: list[dict[str, Any]] = []
         self.script: list[int] = []
         self.default = 200
+        self.trickle_s = 0.0
         self.lock = threading.Lock()
         receiver = self
 
@@ -30,10 +34,22 @@ class Receiver:
                 with receiver.lock:
                     receiver.requests.append({"path": self.path, "headers": headers, "body": body})
                     status = receiver.script.pop(0) if receiver.script else receiver.default
+                if receiver.trickle_s:
+                    self.trickle(status)
+                    return
                 self.send_response(status)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")
+
+            def trickle(self, status: int) -> None:
+                answer = f"HTTP/1.1 {status} OK\r\nContent-Length: 2\r\n\r\nok".encode()
+                try:
+                    for i in range(len(answer)):
+                        self.wfile.write(answer[i : i + 1])
+                        time.sleep(receiver.trickle_s)
+                except OSError:  # the client gave up (as it should)
+                    self.close_connection = True
 
             def log_message(self, *_args: Any) -> None:
                 pass

@@ -437,6 +437,49 @@ def test_put_status_cancels_and_runs_again(client, db, alice):
     assert job_row(db, made["id"])["cancel_requested"] is True  # the worker stops it
 
 
+def test_put_pending_runs_a_failed_task_again_with_one_message(client, db, alice, amqp_url):
+    """Run again and changed in one transaction, then ONE message with the final priority;
+    the new run's `started_at` is its own (a finished run's duration is not the wait)."""
+    headers = alice[0]
+    made = create_task(client, headers, payload={"v": 1})
+    task_messages(amqp_url)
+    an_hour_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    set_columns(
+        db,
+        made["id"],
+        status="failed",
+        attempt=1,
+        error="RuntimeError: no",
+        started_at=an_hour_ago,
+        completed_at=an_hour_ago + dt.timedelta(seconds=1),
+    )
+    r = client.put(
+        f"{TASKS}/{made['id']}",
+        json={"status": "pending", "priority": "high", "payload": {"v": 2}},
+        headers=headers,
+    )
+    data = assert_success(r.get_json())
+    assert (data["status"], data["priority"], data["payload"]) == ("pending", "high", {"v": 2})
+    assert data["attempts"] == 0 and data["error"] is None
+    assert data["started_at"] is data["completed_at"] is data["duration"] is None
+    assert [(m["job_id"], p) for m, p in task_messages(amqp_url)] == [(made["id"], 8)]
+    with db.transaction() as conn:
+        assert jobgate_db.fetch_all(conn, "SELECT * FROM outbox") == []
+
+    # The canonical retry starts the run's clock over too.
+    set_columns(db, made["id"], status="cancelled", started_at=an_hour_ago)
+    r = client.post(f"/api/v1/jobs/{made['id']}/retry", headers=headers)
+    assert r.status_code == 200, r.get_json()
+    assert job_row(db, made["id"])["started_at"] is None
+    # A running task cannot be set back to pending; its fields stay.
+    set_columns(db, made["id"], status="running", started_at=an_hour_ago)
+    r = client.put(
+        f"{TASKS}/{made['id']}", json={"status": "pending", "payload": {"v": 3}}, headers=headers
+    )
+    assert assert_error(r, 409, "CONFLICT")["details"] == {"status": "running"}
+    assert job_row(db, made["id"])["params"]["payload"] == {"v": 2}
+
+
 def test_delete_a_task(client, db, alice):
     made = create_task(client, alice[0])
     url = f"{TASKS}/{made['id']}"
@@ -538,7 +581,7 @@ def test_heartbeat_registers_external_workers(client, db, admin, alice):
     assert busy.get_json()["data"]["current_load"] == 9
     gone = client.post(url, json={**seed_body, "status": "inactive"}, headers=writer)
     assert gone.get_json()["data"]["status"] == "inactive"
-    listed = client.get(f"{WORKERS}/worker-001", headers=alice[0]).get_json()["data"]
+    listed = client.get(f"{WORKERS}/worker-001", headers=writer).get_json()["data"]
     assert listed["state"] == "inactive" and listed["active"] is False
 
     # Someone else's worker, or one of Jobgate's: taken.

@@ -1,7 +1,9 @@
 """The task worker in-process with its real handler processes, PostgreSQL and RabbitMQ; tasks
 submitted through the gateway's `POST /api/v1/jobs` (`"kind": "task"`): results as the
 handler returned them, timeouts, crashing handlers, retries, cancel and hand-back of a
-running handler, priorities, the example package's handlers, and the 400s of submission."""
+running handler, priorities (also changed while queued), the example package's handlers,
+the 400s of submission and of task schedules (the kind's plan), and a failed task run again
+with new fields by seed 004's PUT."""
 
 from __future__ import annotations
 
@@ -12,8 +14,12 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from jobgate import schedules
+from jobgate.jobs import attempts
 from jobgate_gateway import create_app
-from tests.factories.jobs import wait_for_job
+from tests.factories.jobs import make_job, set_job_columns, wait_for_job
+from tests.factories.schedules import make_schedule
+from tests.factories.users import make_user
 from tests.integration.conftest import DEMO
 
 FINISHED = {"completed", "failed", "cancelled"}
@@ -213,3 +219,131 @@ def test_high_priority_runs_before_queued_low_ones(client, db, start_worker):
     assert all(row["status"] == "completed" for row in done.values())
     started: dict[str, dt.datetime] = {job_id: row["started_at"] for job_id, row in done.items()}
     assert all(started[high["id"]] < started[low["id"]] for low in lows), started
+
+
+def seed_task(client: FlaskClient, **body: Any) -> dict[str, Any]:
+    """A task through seed 004's route (no retries unless asked): its `data`."""
+    r = client.post("/api/v1/tasks", json={"retry_count": 0, **body}, headers=DEMO)
+    assert r.status_code == 201, r.json
+    return r.json["data"]
+
+
+def put_task(client: FlaskClient, task_id: str, **body: Any) -> dict[str, Any]:
+    r = client.put(f"/api/v1/tasks/{task_id}", json=body, headers=DEMO)
+    assert r.status_code == 200, r.json
+    return r.json["data"]
+
+
+def test_a_changed_priority_counts_for_a_queued_task(client, db, start_worker):
+    """The old message of a task whose priority changed while queued is dropped: a high
+    task lowered to low runs after the lows queued before it, a low raised to high first."""
+    lows = [seed_task(client, name=f"low-{i}", priority="low") for i in range(3)]
+    raised = seed_task(client, name="raised", priority="low")
+    lowered = seed_task(client, name="lowered", priority="high")
+    assert put_task(client, raised["id"], priority="high")["priority"] == "high"
+    assert put_task(client, lowered["id"], priority="low")["priority"] == "low"
+    start_worker("task", task_concurrency=1)  # one at a time, from a queue already full
+    tasks = [*lows, raised, lowered]
+    done = {t["id"]: wait_for_job(db, t["id"], FINISHED, timeout=30) for t in tasks}
+    assert all(row["status"] == "completed" for row in done.values())
+    assert all(row["attempt"] == 1 for row in done.values())  # no message ran one twice
+    started = {job_id: row["started_at"] for job_id, row in done.items()}
+    order = sorted(started, key=started.__getitem__)
+    assert order[0] == raised["id"] and order[-1] == lowered["id"], started
+
+
+def test_a_pending_job_is_claimed_only_by_a_message_of_its_priority(db):
+    owner = make_user(db)
+    job = make_job(db, owner_id=owner["id"], kind="task", params={"name": "t"}, priority=5)
+    job_id = str(job["id"])
+
+    def claim(priority: int | None) -> dict[str, Any] | None:
+        with db.transaction() as conn:
+            return attempts.claim_job(
+                conn, job_id=job_id, worker_id="w", lease_s=5, priority=priority
+            )
+
+    assert claim(8) is None
+    with db.transaction() as conn:  # nothing to settle: the job waits for its own message
+        assert attempts.settle_unclaimable(conn, job_id=job_id) is None
+    assert claim(5)["status"] == "running"
+    # A dead worker's job and a due retry go to any message (redeliveries keep theirs).
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    set_job_columns(db, job, lease_expires_at=past)
+    assert claim(8)["attempt"] == 2
+    set_job_columns(db, job, status="retrying", worker_id=None, next_attempt_at=past)
+    assert claim(2)["attempt"] == 3
+    set_job_columns(db, job, status="pending", attempt=0, worker_id=None)
+    assert claim(None)["status"] == "running"  # a message without a priority: any job
+
+
+def test_a_failed_task_put_back_to_pending_runs_with_its_new_fields(client, db, start_worker):
+    """Retried and changed in one transaction: an idle worker cannot take the task with its
+    old fields between the two (it would run `example.fail` again and the PUT be a 409).
+    The run's `started_at` and `duration` are the new run's."""
+    start_worker("task", task_concurrency=4)
+    made = [
+        seed_task(client, name=f"t{i}", handler="example.fail", payload={"message": "first"})
+        for i in range(5)
+    ]
+    first = {t["id"]: wait_for_job(db, t["id"], FINISHED, timeout=20) for t in made}
+    assert all(row["status"] == "failed" for row in first.values())
+    time.sleep(0.5)
+    for t in made:
+        data = put_task(client, t["id"], status="pending", handler="echo", payload={"run": 2})
+        assert (data["status"], data["handler"], data["payload"]) == ("pending", "echo", {"run": 2})
+    for t in made:
+        done = wait_for_job(db, t["id"], FINISHED, timeout=20)
+        assert (done["status"], done["result"], done["attempt"]) == ("completed", {"run": 2}, 1)
+        before = first[t["id"]]
+        assert done["started_at"] > before["completed_at"] + dt.timedelta(seconds=0.4)
+        task = client.get(f"/api/v1/tasks/{t['id']}", headers=DEMO).json["data"]
+        assert task["duration"] < 0.4 and task["error"] is None
+
+
+# --- schedules of tasks: the kind's plan ---------------------------------------------------
+
+
+def test_a_task_schedule_is_checked_as_a_task(gateway_settings):
+    """`POST /api/v1/schedules` plans a task as its submission does (the schedule's `name`
+    is its tasks' name too): an unknown handler or a payload over the limit is a 400."""
+    app = create_app(gateway_settings.replace(task_max_payload_bytes=64))
+    try:
+        client = app.test_client()
+        body = {"name": "nightly", "kind": "task", "interval_minutes": 60}
+        r = client.post("/api/v1/schedules", json={**body, "handler": "nope"}, headers=DEMO)
+        assert r.status_code == 400 and r.json["error"]["message"] == "Unknown handler 'nope'"
+        assert r.json["error"]["details"]["handler"] == "nope"
+        assert "echo" in r.json["error"]["details"]["available"]
+        big = {"data": "x" * 100}
+        r = client.post("/api/v1/schedules", json={**body, "payload": big}, headers=DEMO)
+        assert r.status_code == 400 and r.json["error"]["details"]["max_bytes"] == 64
+        r = client.post(
+            "/api/v1/schedules", json={**body, "handler": "sleep", "payload": {}}, headers=DEMO
+        )
+        assert r.status_code == 201, r.json
+        assert r.json["params"]["name"] == "nightly" and r.json["params"]["handler"] == "sleep"
+    finally:
+        app.extensions["jobgate"].publisher.close()
+
+
+def test_a_scheduled_task_run_resolves_its_handler_and_fails_an_unknown_one(db, settings):
+    owner = make_user(db)
+    by_name = make_schedule(
+        db, owner_id=owner["id"], kind="task", params={"name": "example.add"}, name="by name"
+    )
+    default = make_schedule(
+        db, owner_id=owner["id"], kind="task", params={"name": "x"}, name="by default"
+    )
+    gone = make_schedule(  # stored without the plan (a handler uninstalled since)
+        db, owner_id=owner["id"], kind="task", params={"name": "x", "handler": "nope"}, name="gone"
+    )
+    with db.transaction() as conn:
+        runs = {
+            str(r.schedule_id): r.job
+            for r in schedules.fire_due(conn, settings=settings, app_id="test")
+        }
+    assert runs[str(by_name["id"])]["params"]["handler"] == "example.add"
+    assert runs[str(default["id"])]["params"]["handler"] == settings.task_default_handler
+    failed = runs[str(gone["id"])]
+    assert failed["status"] == "failed" and "Unknown handler 'nope'" in failed["error"]

@@ -1,9 +1,12 @@
 """Webhooks end to end: the API (/api/v1/webhooks: the secret shown once, the 400s, the
-address policy, another user's webhook as a 404), the dispatcher (`jobgate.webhooks`: one
-delivery per event and matching webhook, the most specific type, owners kept apart, two
-dispatchers never duplicating one) and real `webhook` workers delivering to a local receiver
-that verifies the Standard Webhooks signature with the `standardwebhooks` package: retried
-after a 500, dead-lettered after the last attempt, refused addresses failed without retries.
+address policy, another user's webhook and deliveries as a 404 — an admin's view included —,
+the cap on active webhooks), the dispatcher (`jobgate.webhooks`: one delivery per event and
+matching webhook, the most specific type, owners kept apart, two dispatchers never
+duplicating one, a deleted job's events still delivered, big results left out, batches cut
+by bytes), the retention sweep of `job_events`, and real `webhook` workers delivering to a
+local receiver that verifies the Standard Webhooks signature with the `standardwebhooks`
+package: retried after a 500, dead-lettered after the last attempt, refused addresses failed
+without retries, a trickling receiver timed out and a slow delivery cancelled.
 
 Job status changes are driven with the workers' own SQL transitions (`attempts.claim_job`,
 `finish_job`), so every event comes from the database's triggers as in production."""
@@ -21,12 +24,17 @@ import pika
 import pytest
 from standardwebhooks import Webhook
 
-from jobgate import db, outbox, webhooks
-from jobgate.broker import DEAD_QUEUE
+from jobgate import db, kinds, outbox, timefmt, webhooks
+from jobgate.broker import DEAD_QUEUE, Publisher
 from jobgate.db import Database
+from jobgate.errors import Conflict
 from jobgate.jobs import attempts
-from jobgate_worker.kinds.webhook import Dispatcher
-from tests.factories.jobs import make_job, wait_for_job
+from jobgate.jobs import events as job_events
+from jobgate_gateway import timefmt as gateway_timefmt
+from jobgate_worker.errors import Cancelled
+from jobgate_worker.housekeeping import Housekeeping
+from jobgate_worker.kinds.webhook import Dispatcher, post
+from tests.factories.jobs import make_job, set_job_columns, wait_for_job
 from tests.factories.users import make_user
 from tests.integration.conftest import DEMO, make_api_key, make_api_user
 from tests.webhook_receiver import Receiver
@@ -201,6 +209,14 @@ def test_unknown_event_types_are_listed_with_the_known_ones(client, receiver):
         "http://[fe80::1]/x",
         "http://[fd00::1]/x",
         "http://2130706433/x",  # 127.0.0.1 as one number
+        # Ranges Python 3.11's `is_global` lets through, and other special-purpose ones.
+        "http://192.0.0.8/x",
+        "http://[fec0::1]/x",
+        "http://192.0.2.1/x",
+        "http://198.18.0.1/x",
+        "http://[2001:db8::1]/x",
+        "http://[64:ff9b::a00:1]/x",  # NAT64 to 10.0.0.1
+        "http://[::808:808]/x",  # IPv4-compatible (deprecated)
     ],
 )
 def test_private_targets_are_refused_unless_allowed(client, url):
@@ -215,6 +231,108 @@ def test_private_targets_are_refused_unless_allowed(client, url):
     svc.settings = svc.settings.replace(webhook_allow_private=False)
     r = client.patch(f"/api/v1/webhooks/{made['id']}", json={"url": url}, headers=DEMO)
     assert r.status_code == 400 and "non-public" in r.json["error"]["message"]
+
+
+def test_the_address_policy_does_not_depend_on_the_interpreters_tables():
+    for network, _name in webhooks.DENIED_NETWORKS:
+        for address in (network.network_address, network.broadcast_address):
+            assert webhooks.refusal(str(address)), address
+    assert "site-local" in webhooks.refusal("fec0::1")
+    assert "IETF protocol assignments" in webhooks.refusal("192.0.0.8")
+    assert "10.0.0.1 is private" in webhooks.refusal("::ffff:10.0.0.1")
+    assert "10.0.0.1 is private" in webhooks.refusal("2002:a00:1::1")  # 6to4
+    # Public addresses, also reached through IPv4-mapped, 6to4 and NAT64 addresses.
+    for public in ("8.8.8.8", "2606:4700::1111", "::ffff:8.8.8.8", "2002:808:808::1"):
+        assert webhooks.refusal(public) is None, public
+    assert webhooks.refusal("64:ff9b::808:808") is None  # NAT64: judged by 8.8.8.8
+
+
+def test_an_owner_has_at_most_webhook_max_per_owner_active_webhooks(client, receiver):
+    svc = client.application.extensions["jobgate"]
+    svc.settings = svc.settings.replace(webhook_max_per_owner=2)
+    first = create(client, url=receiver.url, events=["*"]).json
+    create(client, url=receiver.url, events=["*"])
+    r = create(client, url=receiver.url, events=["*"])
+    assert r.status_code == 409 and r.json["error"]["code"] == "CONFLICT", r.json
+    assert "active webhooks" in r.json["error"]["message"]
+    assert r.json["error"]["details"] == {"active": 2, "limit": 2}
+    # An inactive one makes no deliveries: it can be made, but not switched on past the cap.
+    idle = create(client, url=receiver.url, events=["*"], active=False)
+    assert idle.status_code == 201
+    idle_url = f"/api/v1/webhooks/{idle.json['id']}"
+    r = client.patch(idle_url, json={"active": True}, headers=DEMO)
+    assert r.status_code == 409 and r.json["error"]["code"] == "CONFLICT"
+    assert client.patch(idle_url, json={"description": "later"}, headers=DEMO).status_code == 200
+    first_url = f"/api/v1/webhooks/{first['id']}"
+    assert client.patch(first_url, json={"active": True}, headers=DEMO).status_code == 200
+    assert client.patch(first_url, json={"active": False}, headers=DEMO).status_code == 200
+    assert client.patch(idle_url, json={"active": True}, headers=DEMO).status_code == 200
+    assert client.get("/api/v1/webhooks", headers=DEMO).json["total"] == 3
+
+
+def test_two_creations_at_once_cannot_both_take_the_last_place(db):
+    owner = str(make_user(db)["id"])
+    outcome: list[Any] = []
+
+    def second() -> None:
+        try:
+            with db.transaction() as conn:
+                webhooks.check_room(conn, owner_id=owner, limit=1)
+                outcome.append("room")
+        except Conflict as exc:
+            outcome.append(exc)
+
+    with db.transaction() as conn:
+        webhooks.check_room(conn, owner_id=owner, limit=1)
+        webhooks.create(conn, owner_id=owner, url="http://x.test/", events=["*"])
+        thread = threading.Thread(target=second)
+        thread.start()
+        thread.join(0.5)
+        assert thread.is_alive()  # it waits for this transaction
+    thread.join(10)
+    assert len(outcome) == 1 and isinstance(outcome[0], Conflict)
+
+
+def test_an_admin_cannot_reach_another_users_deliveries_through_the_jobs_routes(
+    client, admin, db, receiver
+):
+    alice = make_api_user(client, admin, "alice")
+    hook = create(client, headers=alice, url=receiver.url, events=["*"]).json
+    alice_id = hook["owner_id"]
+    delivery = make_job(
+        db,
+        owner_id=alice_id,
+        kind="webhook",
+        params={"webhook_id": hook["id"], "event_type": "job.failed", "payload": {"x": 1}},
+    )
+    set_job_columns(db, delivery, status="failed")
+    cache = make_job(db, owner_id=alice_id)
+    url = f"/api/v1/jobs/{delivery['id']}"
+    assert client.get(url, headers=admin).status_code == 404
+    assert client.get(f"{url}/logs", headers=admin).status_code == 404
+    assert client.post(f"{url}/retry", headers=admin).status_code == 404
+    assert client.post(f"{url}/cancel", headers=admin).status_code == 404
+    assert client.delete(url, headers=admin).status_code == 404
+    assert client.get("/api/v1/jobs?kind=webhook", headers=admin).json == []
+    r = client.get(f"/api/v1/jobs?kind=webhook&owner={alice_id}", headers=admin)
+    assert r.status_code == 403 and r.json["error"]["code"] == "FORBIDDEN"
+    # Everything else of hers stays an admin's to see.
+    assert client.get(f"/api/v1/jobs/{cache['id']}", headers=admin).status_code == 200
+    listed = client.get(f"/api/v1/jobs?owner={alice_id}", headers=admin).json
+    assert [j["id"] for j in listed] == [str(cache["id"])]
+    assert str(cache["id"]) in [j["id"] for j in client.get("/api/v1/jobs", headers=admin).json]
+    # And the delivery is hers.
+    assert client.get(url, headers=alice).status_code == 200
+    mine = client.get("/api/v1/jobs?kind=webhook", headers=alice).json
+    assert [j["id"] for j in mine] == [str(delivery["id"])]
+    r = client.get(f"/api/v1/jobs?owner={alice_id}", headers=make_api_user(client, admin, "bob"))
+    assert r.status_code == 403
+
+
+def test_one_time_format_for_the_platform():
+    assert gateway_timefmt.iso_ms is timefmt.iso_ms
+    assert not hasattr(webhooks, "iso_utc")
+    assert timefmt.now_iso_ms().endswith("Z") and len(timefmt.now_iso_ms()) == 24
 
 
 def test_another_users_webhook_is_a_404_even_for_an_admin(client, admin, receiver):
@@ -375,6 +493,139 @@ def test_two_dispatchers_never_make_one_delivery_twice(db, settings):
     assert len(events) == 120 and len(set(events)) == 120
 
 
+def _events_of(database, owner_id) -> list[dict[str, Any]]:
+    with database.transaction() as conn:
+        return db.fetch_all(
+            conn, "SELECT * FROM job_events WHERE owner_id = %s ORDER BY id", (str(owner_id),)
+        )
+
+
+def test_a_deleted_jobs_events_are_still_delivered(client, db, settings):
+    hook = create(client, url="http://127.0.0.1:9/", events=["*"]).json
+    owner = hook["owner_id"]
+    task = run_job(
+        db, owner, kind="task", params={"name": "Process Data", "payload": {}}, result={"n": 1}
+    )
+    waiting = make_job(db, owner_id=owner)
+    # Deleted right after completing, and while pending (which writes its `cancelled`).
+    for job in (task, waiting):
+        assert client.delete(f"/api/v1/jobs/{job['id']}", headers=DEMO).status_code == 204
+    snapshot = _events_of(db, owner)[2]["data"]
+    assert snapshot["status"] == "completed" and snapshot["name"] == "Process Data"
+    assert "job_created_at" in snapshot
+
+    batch = _dispatch(db, settings)
+    assert batch.taken == 5 and len(batch.outbox_ids) == 5
+    sent = [d["params"]["payload"] for d in deliveries_of(db, hook["id"])]
+    assert [p["type"] for p in sent] == [
+        "task.created",
+        "task.started",
+        "task.completed",
+        "job.created",
+        "job.cancelled",
+    ]
+    completed = sent[2]["data"]
+    assert completed["job_id"] == str(task["id"]) and completed["status"] == "completed"
+    assert completed["name"] == "Process Data" and completed["attempt"] == 1
+    assert completed["created_at"] == timefmt.iso_ms(task["created_at"])
+    assert "result" not in completed  # the job is gone: its result with it
+    cancelled = sent[4]["data"]
+    assert (cancelled["job_id"], cancelled["status"]) == (str(waiting["id"]), "cancelled")
+    assert cancelled["created_at"] == timefmt.iso_ms(waiting["created_at"])
+
+
+def _age_events(database, age: str) -> None:
+    with database.transaction() as conn:
+        db.execute(conn, "UPDATE job_events SET created_at = now() - %s::interval", (age,))
+
+
+def test_deliveries_write_no_job_events(db, settings):
+    owner = make_user(db)
+    hook = _hook(db, owner["id"], ["*"])
+    run_job(db, owner["id"])
+    assert len(_dispatch(db, settings).outbox_ids) == 3
+    delivery = deliveries_of(db, hook["id"])[0]
+    with db.transaction() as conn:
+        assert attempts.claim_job(
+            conn, job_id=str(delivery["id"]), worker_id=TEST_WORKER, lease_s=30
+        )
+    with db.transaction() as conn:
+        attempts.finish_job(
+            conn, job_id=str(delivery["id"]), worker_id=TEST_WORKER, status="completed"
+        )
+    assert [e["kind"] for e in _events_of(db, owner["id"])] == ["cache"] * 3
+    assert _dispatch(db, settings).taken == 0
+
+
+def test_big_results_are_left_out_and_a_batch_stops_at_its_byte_budget(db, settings):
+    owner = make_user(db)
+    hook = _hook(db, owner["id"], ["job.completed"])
+    blob = {"blob": "x" * 50_000}  # 50,012 bytes of JSON: 51,036 with the payload's share
+    for _ in range(5):
+        run_job(db, owner["id"], result=blob)
+    big = run_job(db, owner["id"], result={"blob": "x" * 70_000})  # over 64 KiB
+
+    with db.transaction() as conn:
+        first = webhooks.dispatch_batch(conn, settings=settings, app_id="t", max_bytes=160_000)
+    assert len(first.outbox_ids) == 3 and first.more  # a fourth result would pass the budget
+    with db.transaction() as conn:
+        second = webhooks.dispatch_batch(conn, settings=settings, app_id="t", max_bytes=160_000)
+    assert len(second.outbox_ids) == 3 and not second.more
+    assert first.taken + second.taken == 18
+
+    sent = [d["params"]["payload"]["data"] for d in deliveries_of(db, hook["id"])]
+    assert [d.get("result") for d in sent[:5]] == [blob] * 5
+    assert sent[5]["job_id"] == str(big["id"]) and sent[5]["result_truncated"] is True
+    assert "result" not in sent[5]
+    assert all("result_truncated" not in d for d in sent[:5])
+    assert len(json.dumps(deliveries_of(db, hook["id"])[5]["params"])) < 2000
+
+
+def test_the_dispatcher_drains_batches_cut_by_bytes(db, worker_settings):
+    owner = make_user(db)
+    hook = _hook(db, owner["id"], ["job.completed"])
+    for _ in range(70):  # 70 x 61 KiB: more than one batch's 4 MiB
+        run_job(db, owner["id"], result={"blob": "x" * 60_000})
+    broker_down = worker_settings.replace(amqp_url="amqp://guest:guest@127.0.0.1:1/%2F")
+    assert Dispatcher(broker_down, db).dispatch() == 70
+    assert len(deliveries_of(db, hook["id"])) == 70
+
+
+def test_old_events_are_swept_in_batches_but_queued_ones_stay(db, settings, worker_settings):
+    quiet = make_user(db)  # no webhook: its events are never queued
+    for _ in range(2):
+        run_job(db, quiet["id"])
+    watched = make_user(db)
+    _hook(db, watched["id"], ["*"])
+    run_job(db, watched["id"])  # 3 events queued for the dispatcher
+    _age_events(db, "31 days")
+    run_job(db, quiet["id"])  # 3 recent events
+
+    assert job_events.sweep(db, retention_days=30, batch=2, max_batches=2) == 4
+    assert job_events.sweep(db, retention_days=30, batch=2) == 2
+    assert len(_events_of(db, quiet["id"])) == 3  # the recent ones
+    assert len(_events_of(db, watched["id"])) == 3  # old, but not delivered yet
+    assert _dispatch(db, settings).taken == 3
+    assert job_events.sweep(db, retention_days=30) == 3
+    assert _events_of(db, watched["id"]) == []
+
+    # Every worker's housekeeping round sweeps (JOB_EVENTS_RETENTION_DAYS).
+    _age_events(db, "2 days")
+    publisher = Publisher(worker_settings.amqp_url, app_id="test")
+    try:
+        housekeeping = Housekeeping(
+            kinds.get("webhook"),
+            database=db,
+            settings=worker_settings.replace(job_events_retention_days=1),
+            publisher=publisher,
+            app_id="test",
+        )
+        housekeeping.round()
+    finally:
+        publisher.close()
+    assert _events_of(db, quiet["id"]) == []
+
+
 # --- real workers ---------------------------------------------------------------------------------
 
 
@@ -460,7 +711,8 @@ def test_dead_lettered_after_the_last_attempt_then_retried_by_hand(
     wait_for_job(db, delivery["id"], {"completed"})
     assert len(receiver.received()) == 3
     r = client.post(f"{url}/{delivery['id']}/retry", headers=DEMO)
-    assert r.status_code == 409
+    assert r.status_code == 409 and r.json["error"]["code"] == "CONFLICT"
+    assert r.json["error"]["message"].startswith("Only failed or cancelled deliveries")
 
 
 def test_users_get_their_own_events_only(client, admin, db, start_worker, receiver):
@@ -539,3 +791,49 @@ def test_the_dispatcher_outlives_outages(db, worker_settings):
     stop.set()
     thread.join(10)
     assert not thread.is_alive()
+
+
+def test_a_trickling_receiver_cannot_hold_a_delivery_past_the_timeout(receiver):
+    receiver.trickle_s = 0.2  # a 40-byte answer over 8 s, each byte well within any read timeout
+    target = webhooks.check_target(receiver.url, allow_private=True)
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="timed out"):
+        post(target, b"{}", {}, timeout=1.0)
+    assert 0.9 < time.monotonic() - started < 1.8
+
+    # The attempt's cancel check runs while it waits.
+    def check() -> None:
+        if time.monotonic() - started > 0.3:
+            raise Cancelled
+
+    started = time.monotonic()
+    with pytest.raises(Cancelled):
+        post(target, b"{}", {}, timeout=30.0, check=check)
+    assert time.monotonic() - started < 1.2
+
+
+def test_a_slow_receiver_fails_the_attempt_within_about_the_timeout(
+    client, db, start_worker, receiver
+):
+    receiver.trickle_s = 0.2
+    made = create(client, url=receiver.url, events=["job.completed"]).json
+    start_worker("webhook", webhook_max_attempts=1, **{**FAST, "webhook_timeout_s": 1.0})
+    run_job(db, made["owner_id"])
+    [delivery] = wait_for(lambda: deliveries_of(db, made["id"]), what="a delivery")
+    failed = wait_for_job(db, delivery["id"], {"failed"})
+    assert "timed out" in failed["error"], failed["error"]
+    assert (failed["completed_at"] - failed["started_at"]).total_seconds() < 2.5
+
+
+def test_cancel_stops_a_delivery_waiting_on_a_slow_receiver(client, db, start_worker, receiver):
+    receiver.trickle_s = 0.2
+    made = create(client, url=receiver.url, events=["job.completed"]).json
+    start_worker("webhook", **{**FAST, "webhook_timeout_s": 30.0})
+    run_job(db, made["owner_id"])
+    [delivery] = wait_for(lambda: deliveries_of(db, made["id"]), what="a delivery")
+    wait_for(lambda: receiver.received(), what="the delivery to reach the receiver")
+    asked = time.monotonic()
+    r = client.post(f"/api/v1/jobs/{delivery['id']}/cancel", headers=DEMO)
+    assert r.status_code == 200, r.json
+    wait_for_job(db, delivery["id"], {"cancelled"}, timeout=10)
+    assert time.monotonic() - asked < 2.0

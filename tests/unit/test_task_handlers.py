@@ -27,6 +27,7 @@ from jobgate.task_handlers import (
     UnknownHandler,
     call,
     host_allowed,
+    request_url,
     resolve_name,
 )
 
@@ -161,6 +162,8 @@ def test_echo_and_sleep():
         ("http://evil.com/x", ["api.example.com"], False),
         ("http://api.example.com.evil.com/x", ["api.example.com"], False),
         ("http://api.example.com@evil.com/x", ["api.example.com"], False),
+        ("http://evil.com@api.example.com/x", ["api.example.com"], False),  # urllib: all of it
+        ("http://user:pw@api.example.com/x", ["api.example.com"], False),
         ("http://[::1]:9000/x", ["::1"], True),
         ("http://[::1]:9000/x", ["[::1]:9000"], True),
         ("ftp://api.example.com/x", ["api.example.com"], False),
@@ -174,8 +177,16 @@ def test_host_allowed(url, allowed, expected):
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
+    requests: list[tuple[str, str | None]] = []  # (path, Host) of every request served
+
     def log_message(self, *args):
         pass
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()
+        if parsed:
+            _Handler.requests.append((self.path, self.headers.get("Host")))
+        return parsed
 
     def _answer(self, status: int, body: bytes, **headers: str) -> None:
         self.send_response(status)
@@ -204,6 +215,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server() -> Iterator[str]:
+    _Handler.requests.clear()
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -264,6 +276,46 @@ def test_http_refuses_what_is_not_allowed(server):
     ]:
         with pytest.raises(PermanentFailure, match=message):
             task_handlers.http(payload, allowed)
+
+
+def test_request_url_is_rebuilt_from_the_judged_parts():
+    allowed = ["api.example.com", "[::1]:9000"]
+    assert request_url("HTTPS://API.Example.com/a/b?c=1&d#frag", allowed) == (
+        "https://api.example.com/a/b?c=1&d"
+    )
+    assert request_url("http://api.example.com:8080", allowed) == "http://api.example.com:8080/"
+    assert request_url("http://[::1]:9000/x", allowed) == "http://[::1]:9000/x"
+    for url, message in [
+        ("http://evil.com@api.example.com/", "must not hold credentials"),
+        ("http://user:pw@api.example.com/", "must not hold credentials"),
+        ("http://evil.com\t@api.example.com/", "must not hold credentials"),
+        ("http://api.example.com%2eevil.com/", "not in TASK_HTTP_ALLOWED_HOSTS"),
+    ]:
+        with pytest.raises(PermanentFailure, match=message):
+            request_url(url, allowed)
+    # A host that urllib would unquote into another one is refused even when allowed.
+    with pytest.raises(PermanentFailure, match="not a plain host name"):
+        request_url("http://a%2eb/", ["a%2eb"])
+
+
+def test_http_connects_only_to_the_judged_host(server):
+    """Userinfo, a Host header, a header urllib cannot send: each fails the task at once
+    (no retries) and nothing reaches the server; a plain request carries the URL's host."""
+    task = info(task_http_allowed_hosts=("127.0.0.1",), task_http_timeout_s=5)
+    for payload, message in [
+        ({"url": f"http://evil.invalid@{server}/"}, "must not hold credentials"),
+        ({"url": f"http://user:pw@{server}/"}, "must not hold credentials"),
+        ({"url": f"http://{server}/", "headers": {"Host": "admin.internal"}}, "must not set Host"),
+        ({"url": f"http://{server}/", "headers": {"host ": "admin.internal"}}, "must not set Host"),
+        ({"url": f"http://{server}/", "headers": {"X-A": "1\r\nX-B: 2"}}, "cannot be sent"),
+    ]:
+        with pytest.raises(PermanentFailure, match=message):
+            task_handlers.http(payload, task)
+        assert call("http", payload, task).outcome == "permanent"
+    assert _Handler.requests == []
+
+    assert task_handlers.http({"url": f"http://{server}/seen"}, task)["status_code"] == 200
+    assert _Handler.requests == [("/seen", server)]
 
 
 # --- one call, as a handler process makes it --------------------------------------------------

@@ -70,6 +70,7 @@ class CoreSettings:
     worker_metrics_port: int = 0  # 0 = no metrics endpoint
     outbox_relay_seconds: float = 2.0
     stale_requeue_seconds: float = 3600.0
+    job_events_retention_days: int = 30  # job_events older than this are swept (not queued ones)
 
     # scheduler
     scheduler_interval_seconds: float = 5.0  # how often due schedules are looked for

@@ -107,9 +107,10 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedire
 
 def host_allowed(url: str, allowed: Iterable[str]) -> bool:
     """Whether `url` is http(s) to one of the `allowed` hosts (`host`, or `host:port` for
-    that port only; names compared without case)."""
+    that port only; names compared without case). Never with userinfo (`user@host`): urllib
+    would take all of it for the host."""
     parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
         return False
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -134,6 +135,28 @@ def _has_port(entry: str) -> bool:
     return entry.count(":") == 1
 
 
+def request_url(url: str, allowed: Iterable[str]) -> str:
+    """`url` rebuilt from the parts `host_allowed` judges (scheme, host, port, path, query),
+    for the `http` handler to request: urllib connects to whatever precedes the path, so
+    `http://evil.com@allowed.com/` would reach 'evil.com@allowed.com'. PermanentFailure for
+    a URL with userinfo, a host not allowed, or one urllib would read otherwise."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" in parts.netloc:
+        raise PermanentFailure(
+            "payload.url must not hold credentials (user@host): send them in payload.headers"
+        )
+    if not host_allowed(url, allowed):
+        raise PermanentFailure(f"host '{parts.hostname or url}' is not in TASK_HTTP_ALLOWED_HOSTS")
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc = f"{netloc}:{parts.port}"
+    rebuilt = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+    if urllib.request.Request(rebuilt).host != netloc:  # urllib unquotes it: `%2e`, a zone id
+        raise PermanentFailure(f"host '{host}' of payload.url is not a plain host name")
+    return rebuilt
+
+
 def http(payload: dict[str, Any], task: TaskInfo) -> dict[str, Any]:
     """One HTTP request described by the payload (`method`, `url`, `headers`, `json` or
     `body`, `raise_for_status`), to `TASK_HTTP_ALLOWED_HOSTS` only; redirects are not
@@ -142,10 +165,7 @@ def http(payload: dict[str, Any], task: TaskInfo) -> dict[str, Any]:
     url = payload.get("url")
     if not isinstance(url, str) or not url:
         raise PermanentFailure("payload.url is required")
-    allowed = task.settings.get("task_http_allowed_hosts") or ()
-    if not host_allowed(url, allowed):
-        host = urllib.parse.urlsplit(url).hostname or url
-        raise PermanentFailure(f"host '{host}' is not in TASK_HTTP_ALLOWED_HOSTS")
+    target = request_url(url, task.settings.get("task_http_allowed_hosts") or ())
     method = str(payload.get("method") or "GET").upper()
     if method not in HTTP_METHODS:
         raise PermanentFailure(f"payload.method must be one of {', '.join(HTTP_METHODS)}")
@@ -154,6 +174,9 @@ def http(payload: dict[str, Any], task: TaskInfo) -> dict[str, Any]:
         isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
     ):
         raise PermanentFailure("payload.headers must be an object of strings")
+    if any(name.strip().lower() == "host" for name in headers):
+        # Refused, not dropped: another virtual host of an allowed server is not allowed.
+        raise PermanentFailure("payload.headers must not set Host: it is payload.url's host")
     data: bytes | None = None
     if payload.get("json") is not None:
         data = json.dumps(payload["json"]).encode()
@@ -162,12 +185,14 @@ def http(payload: dict[str, Any], task: TaskInfo) -> dict[str, Any]:
         if not isinstance(payload["body"], str):
             raise PermanentFailure("payload.body must be a string (use payload.json for JSON)")
         data = payload["body"].encode()
-    request = urllib.request.Request(url, data=data, headers=headers, method=method)
+    request = urllib.request.Request(target, data=data, headers=headers, method=method)
     timeout = float(task.settings.get("task_http_timeout_s") or 30.0)
     try:
         response = _OPENER.open(request, timeout=timeout)
     except urllib.error.HTTPError as exc:  # 3xx (not followed), 4xx, 5xx: still an answer
         response = exc
+    except ValueError as exc:  # http.client refuses the path or a header: so would a retry
+        raise PermanentFailure(f"the request cannot be sent: {exc}") from exc
     with response:
         raw = response.read(HTTP_BODY_MAX_CHARS * 4 + 1)
         status = response.status if hasattr(response, "status") else response.code

@@ -9,7 +9,6 @@ A blueprint that speaks a seed's own error dialect says so when it is made
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import logging
 import re
 import uuid
@@ -24,6 +23,7 @@ from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
+from jobgate import timefmt
 from jobgate.db import DataError, OperationalError, PoolError
 from jobgate.errors import InvalidRequest, JobgateError, code_for_status
 from jobgate.logs import request_id_var
@@ -125,8 +125,7 @@ WITH_DETAIL = ErrorDialect(error_body_with_detail, ErrorWithDetailSchema)
 
 def utc_timestamp() -> str:
     """Now as seed 004 prints it: ISO 8601, UTC, milliseconds, `Z`."""
-    now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
-    return now.replace("+00:00", "Z")
+    return timefmt.now_iso_ms()
 
 
 def envelope_error_body(status: int, code: str, message: str, details: dict[str, Any]) -> dict:

@@ -1,11 +1,13 @@
 """The `webhooks` table, the target address policy, and the dispatcher's one transition.
 
-Every status change of every job is a `job_events` row, written by the database's triggers
-(migration 0008); when the job's owner has an active webhook the trigger also queues the
-event in `webhook_pending`. `dispatch_pending` turns those rows into deliveries — jobs of
-the internal `webhook` kind, one per (event, matching webhook) — and deletes them, all in
-the caller's transaction: rows are taken with `FOR UPDATE SKIP LOCKED`, so any number of
-dispatchers never make one delivery twice, and a crash before commit makes none.
+Every status change of every job (deliveries aside) is a `job_events` row, written by the
+database's triggers (migrations 0008, 0009) with a snapshot of what a payload needs; when
+the job's owner has an active webhook the trigger also queues the event in
+`webhook_pending`. `dispatch_pending` turns those rows into deliveries — jobs of the
+internal `webhook` kind, one per (event, matching webhook) — and deletes them, all in the
+caller's transaction: rows are taken with `FOR UPDATE SKIP LOCKED`, so any number of
+dispatchers never make one delivery twice, and a crash before commit makes none. Events
+outlive their job, so a job deleted right after a change still has it delivered.
 
 Event types are `job.<event>` for every job and also `task.<event>` for a `task` job;
 subscriptions hold exact types or the patterns `job.*`, `task.*` and `*`. A webhook that
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import datetime as dt
 import ipaddress
 import secrets
 import socket
@@ -30,9 +31,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from jobgate import db, jobs, outbox
-from jobgate.errors import InvalidRequest
+from jobgate.errors import Conflict, InvalidRequest
 from jobgate.jobs import submission
 from jobgate.kinds import webhook as webhook_kind
+from jobgate.timefmt import iso_ms
 
 Webhook = dict[str, Any]
 
@@ -50,7 +52,10 @@ MAX_DESCRIPTION_LENGTH = 1000
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 24
 DELIVERY_PRIORITY = 5
-DISPATCH_BATCH = 500
+DISPATCH_BATCH = 500  # events per dispatcher transaction
+DISPATCH_BATCH_BYTES = 4 * 1024 * 1024  # payloads written per dispatcher transaction, about
+PAYLOAD_OVERHEAD_BYTES = 1024  # a payload without its result, at most about
+RESULT_MAX_BYTES = 64 * 1024  # a completed job's result (JSON) larger than this is not sent
 UPDATABLE = ("url", "events", "description", "active")
 
 
@@ -115,15 +120,6 @@ def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
 
 
-def iso_utc(value: dt.datetime | None) -> str | None:
-    """ISO 8601 in UTC with milliseconds and `Z`, as every API of the platform prints times."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 # --- target addresses ------------------------------------------------------------------------
 
 
@@ -149,38 +145,78 @@ class Target:
 
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
+# The special-purpose ranges no webhook goes to, from the IANA IPv4 and IPv6 Special-Purpose
+# Address Registries (plus multicast and the deprecated site-local range), written out here
+# so the policy does not depend on the interpreter's tables (Python 3.11's `is_global` lets
+# 192.0.0.8 and fec0::1 through). Checked before `ipaddress`'s own flags, which stay as a
+# second net. IPv4-mapped and NAT64 addresses are judged by the IPv4 address inside.
+DENIED_NETWORKS: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...] = tuple(
+    (ipaddress.ip_network(network), name)
+    for network, name in (
+        ("0.0.0.0/8", "'this network'"),
+        ("10.0.0.0/8", "private"),
+        ("100.64.0.0/10", "shared address space (carrier-grade NAT)"),
+        ("127.0.0.0/8", "loopback"),
+        ("169.254.0.0/16", "link-local"),
+        ("172.16.0.0/12", "private"),
+        ("192.0.0.0/24", "IETF protocol assignments"),
+        ("192.0.2.0/24", "documentation (TEST-NET-1)"),
+        ("192.88.99.0/24", "deprecated 6to4 relay anycast"),
+        ("192.168.0.0/16", "private"),
+        ("198.18.0.0/15", "benchmarking"),
+        ("198.51.100.0/24", "documentation (TEST-NET-2)"),
+        ("203.0.113.0/24", "documentation (TEST-NET-3)"),
+        ("224.0.0.0/4", "multicast"),
+        ("240.0.0.0/4", "reserved"),
+        ("::/128", "unspecified"),
+        ("::1/128", "loopback"),
+        ("::/96", "IPv4-compatible (deprecated)"),
+        ("64:ff9b:1::/48", "local-use IPv4/IPv6 translation"),
+        ("100::/64", "discard-only"),
+        ("100:0:0:1::/64", "dummy prefix"),
+        ("2001::/23", "IETF protocol assignments"),
+        ("2001:db8::/32", "documentation"),
+        ("3fff::/20", "documentation"),
+        ("5f00::/16", "segment routing (SRv6) SIDs"),
+        ("fc00::/7", "unique-local (private)"),
+        ("fe80::/10", "link-local"),
+        ("fec0::/10", "site-local (deprecated)"),
+        ("ff00::/8", "multicast"),
+    )
+)
+
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address a tunnelling IPv6 one leads to (6to4, Teredo, NAT64), if any."""
+    """The IPv4 address a tunnelling IPv6 one leads to (6to4, Teredo), if any."""
     if ip.sixtofour is not None:
         return ip.sixtofour
     if ip.teredo is not None:
         return ip.teredo[1]
-    if ip in NAT64:
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return None
 
 
 def refusal(address: str) -> str | None:
-    """Why an address is not a public one (loopback, private, link-local, multicast,
-    reserved, unspecified, or any other non-global range), or None when it is."""
+    """Why an address is not a public one (a special-purpose range of `DENIED_NETWORKS`,
+    or what `ipaddress` knows as non-global), or None when it is."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
     if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:  # ::ffff:a.b.c.d is a.b.c.d
-            reason = refusal(str(ip.ipv4_mapped))
+        # ::ffff:a.b.c.d is a.b.c.d; 64:ff9b::a.b.c.d is a NAT64 gateway's way to it.
+        translated = ip.ipv4_mapped or (
+            ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF) if ip in NAT64 else None
+        )
+        if translated is not None:
+            reason = refusal(str(translated))
             return f"{reason} (as {ip})" if reason else None
         inner = _embedded_ipv4(ip)
         reason = refusal(str(inner)) if inner is not None else None
         if reason:
             return f"{reason} (inside {ip})"
-    for attribute in (
-        "is_unspecified",
-        "is_loopback",
-        "is_link_local",
-        "is_multicast",
-        "is_private",
-        "is_reserved",
-    ):
+    for network, name in DENIED_NETWORKS:
+        if ip.version == network.version and ip in network:
+            return f"{ip} is {name} ({network})"
+    flags = ["is_unspecified", "is_loopback", "is_link_local", "is_multicast", "is_private"]
+    flags += ["is_reserved", "is_site_local"] if ip.version == 6 else ["is_reserved"]
+    for attribute in flags:
         if getattr(ip, attribute):
             return f"{ip} is {attribute[3:].replace('_', '-')}"
     if not ip.is_global:
@@ -258,6 +294,30 @@ def create(
         """,
         (owner_id, url, list(events), description, new_secret(), active),
     )
+
+
+def check_room(
+    conn: db.Connection, *, owner_id: str, limit: int, webhook_id: str | None = None
+) -> None:
+    """Conflict when the owner already has `limit` active webhooks (`webhook_id`, being
+    re-activated, aside): every event fans out to all of them. Writers for one owner take
+    turns (an advisory lock to the end of the caller's transaction), so two requests at once
+    cannot both take the last place."""
+    db.execute(
+        conn, "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"webhooks:{owner_id}",)
+    )
+    active = db.fetch_one(
+        conn,
+        "SELECT count(*) AS n FROM webhooks WHERE owner_id = %s AND active"
+        " AND (%s::uuid IS NULL OR id <> %s::uuid)",
+        (owner_id, webhook_id, webhook_id),
+    )["n"]
+    if active >= limit:
+        raise Conflict(
+            f"You already have {active} active webhooks, the most allowed ({limit}):"
+            " deactivate or delete one first",
+            details={"active": int(active), "limit": limit},
+        )
 
 
 def get(conn: db.Connection, *, webhook_id: str, owner_id: str | None = None) -> Webhook | None:
@@ -362,16 +422,21 @@ def get_delivery(conn: db.Connection, *, webhook_id: str, delivery_id: str) -> j
 
 @dataclasses.dataclass(frozen=True)
 class Dispatched:
-    """One dispatcher batch: how many queued events it took, and the outbox rows of the
-    deliveries it made (publish them after commit)."""
+    """One dispatcher batch: how many queued events it took, the outbox rows of the
+    deliveries it made (publish them after commit), and whether it stopped at a limit (the
+    count or the bytes), so more may be waiting."""
 
     taken: int
     outbox_ids: list[int]
+    more: bool = False
 
 
 def payload(event: Mapping[str, Any], event_type: str) -> dict[str, Any]:
     """The body of a delivery (Standard Webhooks style): `type`, `timestamp` (when the job
-    changed) and `data` about the job as the event left it."""
+    changed) and `data` about the job as the event left it (the event's own snapshot, so a
+    deleted job's events are delivered too). A completed event carries the job's `result`
+    when the job still exists and its JSON is at most RESULT_MAX_BYTES, else
+    `result_truncated: true` (the job's API has it)."""
     data = event["data"] or {}
     body: dict[str, Any] = {
         "job_id": str(event["job_id"]),
@@ -379,13 +444,24 @@ def payload(event: Mapping[str, Any], event_type: str) -> dict[str, Any]:
         "status": data.get("status"),
         "attempt": event["attempt"],
         "error": data.get("error"),
-        "created_at": iso_utc(event["job_created_at"]),
+        "created_at": iso_ms(event["job_created_at"]),
     }
     if event["kind"] == "task":
-        body["name"] = (event["params"] or {}).get("name")
+        body["name"] = event["name"]
     if event["event"] == "completed":
-        body["result"] = event["result"]
-    return {"type": event_type, "timestamp": iso_utc(event["created_at"]), "data": body}
+        if _result_too_big(event):
+            body["result_truncated"] = True
+        elif "result" in event:
+            body["result"] = event["result"]
+    return {"type": event_type, "timestamp": iso_ms(event["created_at"]), "data": body}
+
+
+def _result_too_big(event: Mapping[str, Any]) -> bool:
+    return event["job_exists"] and (event["result_bytes"] or 0) > RESULT_MAX_BYTES
+
+
+def _carries_result(event: Mapping[str, Any]) -> bool:
+    return event["event"] == "completed" and event["job_exists"] and not _result_too_big(event)
 
 
 def _owners_webhooks(conn: db.Connection, owners: Iterable[Any]) -> dict[str, list[Webhook]]:
@@ -401,20 +477,44 @@ def _owners_webhooks(conn: db.Connection, owners: Iterable[Any]) -> dict[str, li
     return by_owner
 
 
+def _results(conn: db.Connection, events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """The results the chosen events carry, by job id (a job deleted meanwhile is absent)."""
+    ids = list({str(event["job_id"]) for event in events if _carries_result(event)})
+    if not ids:
+        return {}
+    rows = db.fetch_all(conn, "SELECT id, result FROM jobs WHERE id = ANY(%s::uuid[])", (ids,))
+    return {str(row["id"]): row["result"] for row in rows}
+
+
 def dispatch_batch(
-    conn: db.Connection, *, settings: Any, app_id: str, limit: int = DISPATCH_BATCH
+    conn: db.Connection,
+    *,
+    settings: Any,
+    app_id: str,
+    limit: int = DISPATCH_BATCH,
+    max_bytes: int = DISPATCH_BATCH_BYTES,
 ) -> Dispatched:
     """Take up to `limit` queued events (SKIP LOCKED), write one delivery job and its
     outbox message per matching webhook, and delete the events from the queue, all in the
-    caller's transaction. A webhook gets the events that happened after it was created."""
+    caller's transaction. A webhook gets the events that happened after it was created.
+
+    The job is LEFT JOINed: an event of a deleted job is delivered from its own snapshot.
+    Results are read only for the events taken, after the batch stops at `max_bytes` of
+    payloads (an estimate: the result's size plus PAYLOAD_OVERHEAD_BYTES per delivery; the
+    first event is always taken), so a batch of big results never loads nor writes more."""
     events = db.fetch_all(
         conn,
         """
         SELECT e.id, e.job_id, e.owner_id, e.kind, e.event, e.attempt, e.data, e.created_at,
-               j.created_at AS job_created_at, j.result, j.params
+               COALESCE((e.data ->> 'job_created_at')::timestamptz, j.created_at)
+                   AS job_created_at,
+               COALESCE(e.data ->> 'name', j.params ->> 'name') AS name,
+               j.id IS NOT NULL AS job_exists,
+               CASE WHEN e.event = 'completed' THEN octet_length(j.result::text) END
+                   AS result_bytes
         FROM webhook_pending p
         JOIN job_events e ON e.id = p.event_id
-        JOIN jobs j ON j.id = e.job_id
+        LEFT JOIN jobs j ON j.id = e.job_id
         ORDER BY p.event_id
         LIMIT %s
         FOR UPDATE OF p SKIP LOCKED
@@ -424,13 +524,27 @@ def dispatch_batch(
     if not events:
         return Dispatched(0, [])
     hooks = _owners_webhooks(conn, {event["owner_id"] for event in events})
-    outbox_ids = []
+    planned: list[tuple[dict[str, Any], list[tuple[Webhook, str]]]] = []
+    spent = 0
     for event in events:
+        targets = []
         types = event_types_for(event["kind"], event["event"])
         for hook in hooks.get(str(event["owner_id"]), ()):
             event_type = delivery_type(hook["events"], types)
-            if event_type is None or hook["created_at"] > event["created_at"]:
-                continue
+            if event_type is not None and hook["created_at"] <= event["created_at"]:
+                targets.append((hook, event_type))
+        result_bytes = (event["result_bytes"] or 0) if _carries_result(event) else 0
+        cost = len(targets) * (PAYLOAD_OVERHEAD_BYTES + result_bytes)
+        if planned and spent + cost > max_bytes:
+            break
+        spent += cost
+        planned.append((event, targets))
+    results = _results(conn, (event for event, _ in planned))
+    outbox_ids = []
+    for event, targets in planned:
+        if _carries_result(event) and str(event["job_id"]) in results:
+            event["result"] = results[str(event["job_id"])]
+        for hook, event_type in targets:
             params = {
                 "webhook_id": str(hook["id"]),
                 "event_id": int(event["id"]),
@@ -453,9 +567,10 @@ def dispatch_batch(
     db.execute(
         conn,
         "DELETE FROM webhook_pending WHERE event_id = ANY(%s)",
-        ([int(event["id"]) for event in events],),
+        ([int(event["id"]) for event, _ in planned],),
     )
-    return Dispatched(len(events), outbox_ids)
+    more = len(planned) < len(events) or len(events) == limit
+    return Dispatched(len(planned), outbox_ids, more)
 
 
 def dispatch_pending(

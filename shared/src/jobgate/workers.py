@@ -75,21 +75,36 @@ PRUNE_AFTER_S = 7 * 24 * 3600.0
 
 _ACTIVE_SQL = """(status NOT IN ('stopped', 'inactive')
                   AND last_heartbeat_at > now() - make_interval(secs => %(fresh)s))"""
-_COLUMNS = f"*, {_ACTIVE_SQL} AS active"
+# Every row also says whose job it holds, so the API shows `current_job_id` to its owner only.
+_COLUMNS = f"""*, {_ACTIVE_SQL} AS active,
+    (SELECT j.owner_id FROM jobs j WHERE j.id = workers.current_job_id) AS current_job_owner_id"""
+# External workers are their owners' business; Jobgate's own are infrastructure, seen by all.
+# `%(reader)s` NULL = every row (an admin).
+_VISIBLE_SQL = "(%(reader)s::uuid IS NULL OR NOT external OR owner_id = %(reader)s::uuid)"
 
 
 def list_workers(
     conn: db.Connection,
     *,
+    reader_id: str | None = None,
     active: bool | None = None,
     limit: int = 50,
     offset: int = 0,
     fresh_s: float = ACTIVE_S,
 ) -> tuple[list[dict[str, Any]], int]:
-    """A page of workers (Jobgate's and external ones), most recently heard first, with
-    `active` computed, and the total matching `active` (None = all)."""
-    args = {"fresh": fresh_s, "active": active, "limit": limit, "offset": offset}
-    where = f"%(active)s::boolean IS NULL OR {_ACTIVE_SQL} = %(active)s::boolean"
+    """A page of the workers `reader_id` may see (Jobgate's and its own external ones; None
+    = all), most recently heard first, with `active` and `current_job_owner_id` computed,
+    and the total matching `active` (None = all)."""
+    args = {
+        "fresh": fresh_s,
+        "active": active,
+        "limit": limit,
+        "offset": offset,
+        "reader": reader_id,
+    }
+    where = (
+        f"{_VISIBLE_SQL} AND (%(active)s::boolean IS NULL OR {_ACTIVE_SQL} = %(active)s::boolean)"
+    )
     total = db.fetch_one(conn, f"SELECT count(*) AS n FROM workers WHERE {where}", args)["n"]
     rows = db.fetch_all(
         conn,
@@ -101,21 +116,25 @@ def list_workers(
 
 
 def get_worker(
-    conn: db.Connection, *, worker_id: str, fresh_s: float = ACTIVE_S
+    conn: db.Connection, *, worker_id: str, reader_id: str | None = None, fresh_s: float = ACTIVE_S
 ) -> dict[str, Any] | None:
+    """One worker, None if there is none `reader_id` may see (None = any)."""
     return db.fetch_one(
         conn,
-        f"SELECT {_COLUMNS} FROM workers WHERE id = %(id)s",
-        {"id": worker_id, "fresh": fresh_s},
+        f"SELECT {_COLUMNS} FROM workers WHERE id = %(id)s AND {_VISIBLE_SQL}",
+        {"id": worker_id, "fresh": fresh_s, "reader": reader_id},
     )
 
 
-def all_workers(conn: db.Connection, *, fresh_s: float = ACTIVE_S) -> list[dict[str, Any]]:
-    """Every row, by kind then start (the table holds at most a week of stopped ones)."""
+def all_workers(
+    conn: db.Connection, *, reader_id: str | None = None, fresh_s: float = ACTIVE_S
+) -> list[dict[str, Any]]:
+    """Every row `reader_id` may see (None = all), by kind then start (the table holds at
+    most a week of stopped ones)."""
     return db.fetch_all(
         conn,
-        f"SELECT {_COLUMNS} FROM workers ORDER BY kind, started_at, id",
-        {"fresh": fresh_s},
+        f"SELECT {_COLUMNS} FROM workers WHERE {_VISIBLE_SQL} ORDER BY kind, started_at, id",
+        {"fresh": fresh_s, "reader": reader_id},
     )
 
 

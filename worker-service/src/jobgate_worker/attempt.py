@@ -139,14 +139,19 @@ class AttemptRunner:
         self.inflight = inflight
         self.give_up = give_up  # set when the worker exits: stop retrying a record
 
-    def run(self, message: JobMessage) -> tuple[Settlement, Attempt | None]:
-        """Claim and run one delivery; returns how to settle it and the attempt it held."""
+    def run(
+        self, message: JobMessage, *, priority: int | None = None
+    ) -> tuple[Settlement, Attempt | None]:
+        """Claim and run one delivery; returns how to settle it and the attempt it held.
+        `priority` is the delivery's: a pending job whose priority changed since is left to
+        the message carrying the new one (`attempts.claim_job`)."""
         with self.db.transaction() as conn:
             job = attempts.claim_job(
                 conn,
                 job_id=message.job_id,
                 worker_id=self.worker_id,
                 lease_s=self.settings.job_lease_seconds,
+                priority=priority,
             )
             settled = None if job else attempts.settle_unclaimable(conn, job_id=message.job_id)
         if job is None:

@@ -289,10 +289,12 @@ class Worker:
             return self._done(settle, Settlement.DEAD)
         headers = getattr(props, "headers", None) or {}
         request_id_var.set(str(headers.get("x-request-id") or "") or None)
+        # A message is good for the priority it was published with (a task's may change).
+        priority = getattr(props, "priority", None)
         attempt: Attempt | None = None
         how = Settlement.REQUEUE
         try:
-            how, attempt = self.runner.run(message)
+            how, attempt = self.runner.run(message, priority=priority)
         except Exception:
             log.exception("job %s: could not claim or record it; requeueing", message.job_id)
             time.sleep(CLAIM_FAILED_PAUSE_S)

@@ -5,8 +5,9 @@ recovery"):
 - `Heartbeat` talks to PostgreSQL only: the `workers` row and the leases of the jobs this
   worker holds. A slow or blocked broker can never let a healthy job's lease lapse.
 - `Housekeeping` is what every worker shares: re-queue jobs of dead workers (the reaper),
-  publish outbox rows nobody published (the relay), and the kind's own sweep (convert's
-  scratch files). Rows are taken with SKIP LOCKED, so several workers never do one twice.
+  publish outbox rows nobody published (the relay), sweep `job_events` past their retention
+  (once a minute), and the kind's own sweep (convert's scratch files). Rows are taken with
+  SKIP LOCKED, so several workers never do one twice.
 """
 
 from __future__ import annotations
@@ -15,17 +16,21 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 
 from jobgate import db, outbox, workers
 from jobgate.broker import Publisher
 from jobgate.config import Settings
 from jobgate.jobs import attempts, reaper
+from jobgate.jobs import events as job_events
 from jobgate.kinds import KindSpec
 from jobgate_worker.attempt import InFlight
 from jobgate_worker.events import EventEmitter
 
 log = logging.getLogger(__name__)
+
+EVENTS_SWEEP_EVERY_S = 60.0  # retention is counted in days: no need to look every round
 
 
 def rounds_thread(
@@ -120,6 +125,7 @@ class Housekeeping:
         self.publisher = publisher
         self.app_id = app_id
         self.kind_sweep = spec.housekeeping  # resolved now: it imports the worker module
+        self._next_events_sweep = 0.0
 
     def round(self) -> None:
         """Re-queue jobs of dead workers, publish outbox rows nobody published, sweep."""
@@ -136,5 +142,9 @@ class Housekeeping:
                 "re-queued" if job["status"] == "pending" else job["status"],
             )
         outbox.relay(self.db, self.publisher, min_age_s=self.settings.outbox_relay_seconds)
+        retention = self.settings.job_events_retention_days
+        if retention > 0 and time.monotonic() >= self._next_events_sweep:
+            self._next_events_sweep = time.monotonic() + EVENTS_SWEEP_EVERY_S
+            job_events.sweep(self.db, retention_days=retention)
         if self.kind_sweep is not None:
             self.kind_sweep(self.settings, self.db)

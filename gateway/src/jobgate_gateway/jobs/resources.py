@@ -9,11 +9,11 @@ from flask import Response, request
 from flask.views import MethodView
 
 from jobgate import files, jobs, kinds
-from jobgate.errors import Forbidden, InvalidRequest, NotFound
+from jobgate.errors import InvalidRequest, NotFound
 from jobgate.jobs import job_logs
 from jobgate.web import WITH_DETAIL, Blueprint, load_or_400
 from jobgate_gateway import ratelimit
-from jobgate_gateway.auth import authenticate_blueprint, owner_filter, require_auth
+from jobgate_gateway.auth import authenticate_blueprint, require_auth
 from jobgate_gateway.files.resources import DOWNLOAD_RESPONSES
 from jobgate_gateway.files.views import file_to_dict, send_stored_file
 from jobgate_gateway.jobs import service
@@ -117,11 +117,7 @@ class Jobs(MethodView):
         """List jobs, a JSON array (seed 002) with the total in `X-Total-Count` and the pages
         in `Link`; own jobs, admins see all and may filter by `owner`."""
         principal = require_auth("jobs:read")
-        owner = owner_filter(principal)
-        if "owner" in query:
-            if not principal.is_admin and str(query["owner"]) != principal.user_id:
-                raise Forbidden("Only admins may list other users' jobs")
-            owner = str(query["owner"])
+        owner = service.list_owner(principal, owner=query.get("owner"), kind=query.get("kind"))
         svc = services()
         with svc.db.transaction() as conn:
             rows, total = jobs.list_jobs(

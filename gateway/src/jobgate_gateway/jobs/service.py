@@ -1,7 +1,9 @@
 """Submitting, finding, cancelling, retrying and deleting jobs on behalf of a principal.
 
 Submission writes the job, its items and its outbox message in one transaction, then
-publishes after commit; a lost publish is picked up by the outbox relay.
+publishes after commit; a lost publish is picked up by the outbox relay. Jobs of internal
+kinds (webhook deliveries, whose payloads are the owner's events) are their owner's alone
+on these routes: an admin gets a 404 for another user's, as for their webhook.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from typing import Any
 
 from flask import g, request
 
-from jobgate import files, jobs, outbox
-from jobgate.errors import Conflict, InvalidRequest, NotFound
+from jobgate import files, jobs, kinds, outbox
+from jobgate.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from jobgate.identity import Principal
 from jobgate.jobs import job_items, submission
 from jobgate_gateway.auth import can_access, require_auth
@@ -23,6 +25,8 @@ from jobgate_gateway.metrics import JOBS_CREATED
 from jobgate_gateway.services import APP_ID, Services, services
 
 log = logging.getLogger(__name__)
+
+INTERNAL_KINDS = frozenset(spec.name for spec in kinds.specs() if spec.internal)
 
 
 def parse_job_id(raw: str, *, message: str = "Invalid job ID format") -> str:
@@ -92,6 +96,29 @@ def submit_job(
     return job, True
 
 
+def may_see(principal: Principal, job: dict[str, Any]) -> bool:
+    """Whether the principal may see and act on the job: its owner, or an admin unless the
+    job is of an internal kind (a delivery is as private as the webhook it belongs to)."""
+    if job["kind"] in INTERNAL_KINDS:
+        return str(job["owner_id"]) == principal.user_id
+    return can_access(principal, job)
+
+
+def list_owner(principal: Principal, *, owner: Any = None, kind: str | None = None) -> str | None:
+    """Whose jobs a list shows (None: everyone's): one's own; an admin's choice of `owner`,
+    or all, except for an internal kind, which lists only one's own. 403 when a user (or an
+    admin, for an internal kind) asks for another owner's."""
+    if owner is not None and str(owner) != principal.user_id:
+        if not principal.is_admin:
+            raise Forbidden("Only admins may list other users' jobs")
+        if kind in INTERNAL_KINDS:
+            raise Forbidden(f"Jobs of kind '{kind}' are listed to their owner only")
+        return str(owner)
+    if owner is None and principal.is_admin and kind not in INTERNAL_KINDS:
+        return None
+    return principal.user_id
+
+
 def find_job(
     svc: Services, principal: Principal, raw_id: str, *, kind: str | None = None
 ) -> dict[str, Any]:
@@ -102,7 +129,7 @@ def find_job(
     job_id = parse_job_id(raw_id)
     with svc.db.transaction() as conn:
         job = jobs.get_job(conn, job_id=job_id)
-    if job is None or not can_access(principal, job) or (kind and job["kind"] != kind):
+    if job is None or not may_see(principal, job) or (kind and job["kind"] != kind):
         raise NotFound("Job not found")
     return job
 
@@ -149,7 +176,9 @@ def delete_job(svc: Services, job: dict[str, Any]) -> None:
             log.warning("job %s deleted; stored object %s not removed: %s", job_id, key, exc)
 
 
-def retry_failed_job(svc: Services, job: dict[str, Any]) -> dict[str, Any]:
+def retry_failed_job(svc: Services, job: dict[str, Any], *, what: str = "jobs") -> dict[str, Any]:
+    """Run a failed or cancelled job again with all its attempts; 409 (naming `what` it
+    is: jobs, deliveries) for one still under way or completed."""
     with svc.db.transaction() as conn:
         try:
             row, outbox_id = submission.retry_job(
@@ -157,7 +186,7 @@ def retry_failed_job(svc: Services, job: dict[str, Any]) -> dict[str, Any]:
             )
         except ValueError:
             raise Conflict(
-                f"Only failed or cancelled jobs can be retried; this one is {job['status']}",
+                f"Only failed or cancelled {what} can be retried; this one is {job['status']}",
                 details={"status": job["status"]},
             ) from None
     svc.publish_after_commit([outbox_id])

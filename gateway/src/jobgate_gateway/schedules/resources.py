@@ -7,6 +7,7 @@ from typing import Any
 from flask.views import MethodView
 from marshmallow import Schema
 
+from jobgate import kinds
 from jobgate.web import Blueprint
 from jobgate_gateway import ratelimit
 from jobgate_gateway.auth import authenticate_blueprint, require_auth
@@ -50,9 +51,12 @@ OPTION_NAMES = frozenset(JobOptionsSchema().fields)
 
 def _split(body: dict[str, Any], schema: type[Schema]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(kind params, job options) of a body: what the schedule schema does not declare
-    belongs to the kind."""
+    belongs to the kind, and so does what both declare (a task's `name` names the schedule
+    and its tasks)."""
     declared = set(schema().fields)
-    params = {k: v for k, v in body.items() if k not in declared}
+    spec = next((s for s in kinds.specs() if s.name == body.get("kind")), None)
+    shared = set(spec.params().fields) if spec is not None else set()
+    params = {k: v for k, v in body.items() if k not in declared or k in shared}
     options = {k: v for k, v in body.items() if k in OPTION_NAMES}
     return params, options
 

@@ -3,7 +3,8 @@
 A webhook is its owner's alone: another user's (an admin's too) is a 404, like another
 user's job. Every check lives here: the URL must be http(s) and, unless
 WEBHOOK_ALLOW_PRIVATE, resolve to public addresses only (checked again at each delivery);
-the event types must be known ones or patterns.
+the event types must be known ones or patterns; an owner has at most
+WEBHOOK_MAX_PER_OWNER active webhooks (409 beyond).
 """
 
 from __future__ import annotations
@@ -11,13 +12,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import g
-
 from jobgate import webhooks
-from jobgate.errors import Conflict, InvalidRequest, NotFound
+from jobgate.errors import InvalidRequest, NotFound
 from jobgate.identity import Principal
-from jobgate.jobs import submission
-from jobgate_gateway.services import APP_ID, Services
+from jobgate_gateway.jobs.service import retry_failed_job
+from jobgate_gateway.services import Services
 
 
 def _uuid(raw: str, what: str) -> str:
@@ -45,10 +44,15 @@ def create_webhook(
     description: str | None = None,
     active: bool = True,
 ) -> dict[str, Any]:
-    """A webhook of the principal's with a fresh secret (in the row: show it once)."""
+    """A webhook of the principal's with a fresh secret (in the row: show it once); 409
+    when it would be one active webhook too many."""
     subscriptions = webhooks.check_events(events)
     checked_url(svc, url)
     with svc.db.transaction() as conn:
+        if active:
+            webhooks.check_room(
+                conn, owner_id=principal.user_id, limit=svc.settings.webhook_max_per_owner
+            )
         return webhooks.create(
             conn,
             owner_id=principal.user_id,
@@ -79,7 +83,8 @@ def list_webhooks(
 def update_webhook(
     svc: Services, principal: Principal, raw_id: str, *, changes: dict[str, Any]
 ) -> dict[str, Any]:
-    """PATCH: what is sent changes (a new URL and new events are checked as at creation)."""
+    """PATCH: what is sent changes (a new URL and new events are checked as at creation;
+    re-activating one is a 409 when the owner has no room left)."""
     current = find_webhook(svc, principal, raw_id)
     changes = dict(changes)
     if "events" in changes:
@@ -89,6 +94,13 @@ def update_webhook(
     if not changes:
         return current
     with svc.db.transaction() as conn:
+        if changes.get("active") and not current["active"]:
+            webhooks.check_room(
+                conn,
+                owner_id=principal.user_id,
+                limit=svc.settings.webhook_max_per_owner,
+                webhook_id=str(current["id"]),
+            )
         row = webhooks.update(
             conn, webhook_id=str(current["id"]), owner_id=principal.user_id, changes=changes
         )
@@ -142,16 +154,6 @@ def retry_delivery(
     delivery_id = _uuid(raw_delivery_id, "delivery")
     with svc.db.transaction() as conn:
         job = webhooks.get_delivery(conn, webhook_id=str(current["id"]), delivery_id=delivery_id)
-        if job is None:
-            raise NotFound("Delivery not found")
-        try:
-            row, outbox_id = submission.retry_job(
-                conn, job_id=delivery_id, app_id=APP_ID, request_id=g.get("request_id")
-            )
-        except ValueError:
-            raise Conflict(
-                f"Only failed or cancelled deliveries can be retried; this one is {job['status']}",
-                details={"status": job["status"]},
-            ) from None
-    svc.publish_after_commit([outbox_id])
-    return row
+    if job is None:
+        raise NotFound("Delivery not found")
+    return retry_failed_job(svc, job, what="deliveries")

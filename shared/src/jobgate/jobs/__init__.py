@@ -10,7 +10,9 @@ The writers are grouped by who calls them:
   finish, retry, hand back);
 - `reaper`: jobs of dead workers and jobs whose message went missing;
 - `job_items`: the units of work of a job (the `job_items` table);
-- `job_logs`: a job's log lines (the `job_logs` table).
+- `job_logs`: a job's log lines (the `job_logs` table);
+- `events`: the retention of `job_events` (every status change, written by triggers);
+- `tasks`: seed 004's task list and the updates of a waiting task.
 """
 
 from __future__ import annotations

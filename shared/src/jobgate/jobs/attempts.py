@@ -17,11 +17,26 @@ from jobgate import db, outbox
 from jobgate.jobs import TERMINAL, Job, job_items
 
 
-def claim_job(conn: db.Connection, *, job_id: str, worker_id: str, lease_s: float) -> Job | None:
+def claim_job(
+    conn: db.Connection,
+    *,
+    job_id: str,
+    worker_id: str,
+    lease_s: float,
+    priority: int | None = None,
+) -> Job | None:
     """Take a job for one attempt; None if it is not claimable (finished, held, cancelled).
 
     A running job whose lease expired (its worker died) may be taken over: that is a
     new attempt, so a job that kills every worker still ends `failed`.
+
+    `priority` is the delivery's message priority (None: not known, any job). A pending
+    job is claimed only by a message of its current priority: one whose priority was
+    changed while it waited (seed 004's PUT) got a fresh message with the new one, and the
+    old message, handed out in the old order, must not run it. Every message is published
+    with the job's priority at that moment (outbox), and a priority changes only while the
+    job waits, so a redelivery (hand-back, a dead worker's unacked message) still matches.
+    A retrying job or one whose lease expired is claimed by any message.
     """
     return db.fetch_one(
         conn,
@@ -31,13 +46,13 @@ def claim_job(conn: db.Connection, *, job_id: str, worker_id: str, lease_s: floa
                started_at = coalesce(started_at, now()), next_attempt_at = NULL,
                updated_at = now()
         WHERE id = %(id)s AND NOT cancel_requested AND attempt < max_attempts
-          AND (status = 'pending'
+          AND ((status = 'pending' AND (%(prio)s::int IS NULL OR priority = %(prio)s::int))
                -- a retry waits out its backoff even if an old message shows up early
                OR (status = 'retrying' AND next_attempt_at <= now() + interval '1 second')
                OR (status = 'running' AND lease_expires_at < now()))
         RETURNING *
         """,
-        {"id": job_id, "w": worker_id, "lease": lease_s},
+        {"id": job_id, "w": worker_id, "lease": lease_s, "prio": priority},
     )
 
 

@@ -97,19 +97,21 @@ def request_cancel(conn: db.Connection, *, job_id: str) -> Job | None:
     )
 
 
-def retry_job(
-    conn: db.Connection, *, job_id: str, app_id: str, request_id: str | None
-) -> tuple[Job, int]:
-    """Run a failed or cancelled job again from where it stopped (done items are kept).
+def reopen_job(conn: db.Connection, *, job_id: str) -> Job:
+    """Make a failed or cancelled job pending again, to go on from where it stopped (done
+    items are kept, failed ones wait again), without queueing its message: the caller adds
+    one once the job is as it will run (`retry_job`, or a PUT that also changes its fields).
 
-    Returns the job and the id of its outbox message.
+    `started_at` starts over with the next claim, so a finished run's duration is that run's
+    own (an automatic retry keeps it: one run's duration includes its backoff waits).
+    Raises ValueError for a job in any other status.
     """
     job = db.fetch_one(
         conn,
         """
         UPDATE jobs SET status = 'pending', attempt = 0, cancel_requested = false, error = NULL,
-               completed_at = NULL, worker_id = NULL, lease_expires_at = NULL,
-               items_failed = 0, updated_at = now()
+               started_at = NULL, completed_at = NULL, worker_id = NULL,
+               lease_expires_at = NULL, items_failed = 0, updated_at = now()
         WHERE id = %s AND status IN ('failed', 'cancelled')
         RETURNING *
         """,
@@ -118,6 +120,17 @@ def retry_job(
     if job is None:
         raise ValueError("only failed or cancelled jobs can be retried")
     job_items.reset_failed_items(conn, job_id=job_id)
+    return job
+
+
+def retry_job(
+    conn: db.Connection, *, job_id: str, app_id: str, request_id: str | None
+) -> tuple[Job, int]:
+    """Run a failed or cancelled job again from where it stopped (`reopen_job`).
+
+    Returns the job and the id of its outbox message.
+    """
+    job = reopen_job(conn, job_id=job_id)
     return job, outbox.add_job_message(conn, job=job, app_id=app_id, request_id=request_id)
 
 

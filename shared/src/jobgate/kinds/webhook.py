@@ -30,6 +30,7 @@ class WebhookSettings:
     webhook_backoff_seconds: float = 5.0  # doubled per attempt, capped by JOB_BACKOFF_MAX_SECONDS
     webhook_dispatch_interval_s: float = 1.0  # the dispatcher also wakes on NOTIFY
     webhook_concurrency: int = 4  # deliveries at once per webhook worker
+    webhook_max_per_owner: int = 20  # active webhooks per owner (each event fans out to all)
 
 
 SPEC = KindSpec(

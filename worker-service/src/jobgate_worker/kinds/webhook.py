@@ -2,7 +2,9 @@
 
 `run(ctx)` is one attempt of one delivery: POST the event's payload, signed the Standard
 Webhooks way (`standardwebhooks`: `webhook-id`, `webhook-timestamp`, `webhook-signature`),
-to the webhook's current URL. A 2xx completes it; any other answer, a timeout or a
+to the webhook's current URL, within WEBHOOK_TIMEOUT_S for the whole request (a receiver
+trickling its answer cannot hold a delivery thread), watching for cancel and shutdown at
+least every half second. A 2xx completes it; any other answer, a timeout or a
 connection error fails the attempt, so the platform retries it with backoff and, after the
 last attempt, leaves it `failed` with its message in the dead-letter queue. A URL that is
 not (or no longer) allowed fails it at once: retrying cannot change the policy. Each
@@ -21,14 +23,21 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
+import functools
 import http.client
+import io
 import json
 import logging
+import os
 import select
 import socket
+import ssl
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import psycopg2
 import psycopg2.extensions
@@ -38,6 +47,7 @@ from jobgate import db, outbox, webhooks
 from jobgate.broker import Publisher
 from jobgate.config import Settings
 from jobgate.jobs import attempts
+from jobgate.timefmt import now_iso_ms
 from jobgate_worker.context import JobContext
 from jobgate_worker.errors import JobFailed, LeaseLost
 
@@ -47,6 +57,9 @@ USER_AGENT = "Jobgate-Webhooks/1"
 CHANNEL = "jobgate_webhooks"
 APP_ID = "jobgate-webhook-dispatcher"
 RESPONSE_READ_LIMIT = 64 * 1024  # bytes of a receiver's answer read (and dropped)
+READ_CHUNK = 4096
+SLICE_S = 0.5  # longest socket wait before cancel and the deadline are looked at again
+PATH_SAFE = "".join(map(chr, range(0x21, 0x7F)))  # printable ASCII stays as it is in a path
 ERROR_TEXT_LIMIT = 300  # characters of an answer or error kept in `jobs.details`
 MAX_BATCHES_PER_WAKE = 20  # then let the interval come round (other work, stop checks)
 WAIT_SLICE_S = 0.5  # how often a waiting dispatcher looks at `stop`
@@ -59,7 +72,7 @@ OUTAGE_MAX_S = 30.0
 
 def _record(ctx: JobContext, **details: Any) -> None:
     """The attempt's status code and error, in `jobs.details` (shown by the deliveries list)."""
-    details["last_attempt_at"] = webhooks.iso_utc(dt.datetime.now(dt.UTC))
+    details["last_attempt_at"] = now_iso_ms()
     details["last_attempt"] = ctx.job["attempt"]
     with ctx.db.transaction() as conn:
         if not attempts.set_details(
@@ -79,32 +92,156 @@ def signed_headers(secret: str, message_id: str, body: str, now: dt.datetime) ->
     }
 
 
+class _Replay:
+    """What `http.client.HTTPResponse` parses an answer from: the bytes already received."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def makefile(self, *_args: Any, **_kwargs: Any) -> io.BytesIO:
+        return io.BytesIO(self.data)
+
+
+def _parsed(data: bytes) -> http.client.HTTPResponse:
+    """The answer in `data`, parsed by http.client (status, headers, then the body on read);
+    RemoteDisconnected or BadStatusLine when it has no valid status line."""
+    response = http.client.HTTPResponse(_Replay(data))  # type: ignore[arg-type]  # duck-typed
+    response.begin()
+    return response
+
+
+def _request_bytes(target: webhooks.Target, body: bytes, headers: dict[str, str]) -> bytes:
+    """The whole request, as http.client would write it (`Connection: close`: one answer)."""
+    try:
+        host = target.host.encode("ascii").decode()
+    except UnicodeEncodeError:
+        host = target.host.encode("idna").decode()
+    if ":" in host:
+        host = f"[{host}]"
+    if target.port != (443 if target.scheme == "https" else 80):
+        host = f"{host}:{target.port}"
+    path = quote(target.path, safe=PATH_SAFE)  # non-ASCII as UTF-8 %XX
+    lines = [
+        f"POST {path} HTTP/1.1",
+        f"Host: {host}",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+        *(f"{name}: {value}" for name, value in headers.items()),
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
 def post(
-    target: webhooks.Target, body: bytes, headers: dict[str, str], *, timeout: float
+    target: webhooks.Target,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    timeout: float,
+    check: Callable[[], None] = lambda: None,
 ) -> tuple[int, str]:
     """POST to the addresses that were checked (never a fresh lookup of the name, so a DNS
     answer that changed since cannot steer the request elsewhere), with the URL's host as
-    Host header and TLS server name. Returns the status and the start of the answer."""
-    cls = http.client.HTTPSConnection if target.scheme == "https" else http.client.HTTPConnection
-    conn = cls(target.host, target.port, timeout=timeout)
+    Host header and TLS server name. Returns the status and the start of the answer.
 
-    def connect(_address: Any, timeout: Any = None, source_address: Any = None) -> socket.socket:
-        error: OSError | None = None
-        for address in target.addresses:  # in the resolver's order, like create_connection
-            try:
-                return socket.create_connection((address, target.port), timeout, source_address)
-            except OSError as exc:
-                error = exc
-        raise error or OSError(f"no address for {target.host}")
+    `timeout` bounds the whole request (connect, TLS, send, and reading the status and
+    headers): a receiver trickling its answer cannot hold a delivery thread longer, and
+    TimeoutError("timed out") fails the attempt. No socket wait lasts more than SLICE_S, and
+    `check` (the attempt's cancel and shutdown check, which raises) runs between them. Once
+    the status is in, the body is read until it ends, RESPONSE_READ_LIMIT or the deadline."""
+    deadline = time.monotonic() + timeout
 
-    conn._create_connection = connect  # type: ignore[attr-defined]  # http.client's own hook
+    def wait() -> float:
+        """The next socket wait: cancel looked at, the deadline enforced."""
+        check()
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("timed out")
+        return min(left, SLICE_S)
+
+    sock = _connect(target, wait)
     try:
-        conn.request("POST", target.path, body=body, headers=headers)
-        response = conn.getresponse()
-        text = response.read(RESPONSE_READ_LIMIT).decode("utf-8", "replace")
-        return response.status, text[:ERROR_TEXT_LIMIT]
+        if target.scheme == "https":
+            context = ssl.create_default_context()
+            sock = context.wrap_socket(
+                sock, server_hostname=target.host, do_handshake_on_connect=False
+            )
+            _sliced(sock, sock.do_handshake, wait)
+        data = memoryview(_request_bytes(target, body, headers))
+        while data:
+            data = data[_sliced(sock, functools.partial(sock.send, data), wait) :]
+        return _answer(sock, wait)
     finally:
-        conn.close()
+        sock.close()
+
+
+def _sliced(sock: socket.socket, op: Callable[[], Any], wait: Callable[[], float]) -> Any:
+    """`op` on `sock`, again after every socket timeout of one slice, until the deadline."""
+    while True:
+        sock.settimeout(wait())
+        try:
+            return op()
+        except TimeoutError:  # this slice ran out (no data was taken): look again
+            continue
+
+
+def _connect(target: webhooks.Target, wait: Callable[[], float]) -> socket.socket:
+    """A socket connected to the first of the checked addresses that answers, in the
+    resolver's order (as socket.create_connection), waiting in slices."""
+    error: OSError | None = None
+    for address in target.addresses:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            code = sock.connect_ex((address, target.port))
+            if code not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
+                raise OSError(code, os.strerror(code))
+            while not select.select([], [sock], [], wait())[1]:
+                pass
+            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code:
+                raise OSError(code, os.strerror(code))
+            return sock
+        except BaseException as exc:
+            sock.close()
+            if isinstance(exc, TimeoutError) or not isinstance(exc, OSError):
+                raise  # the deadline passed, or the attempt is cancelled or handed back
+            error = exc
+    raise error or OSError(f"no address for {target.host}")
+
+
+def _answer(sock: socket.socket, wait: Callable[[], float]) -> tuple[int, str]:
+    """Read the answer: the status and headers within the deadline (else TimeoutError), then
+    the body until it is complete, RESPONSE_READ_LIMIT, the connection's end or the deadline."""
+    buffer = bytearray()
+    head: http.client.HTTPResponse | None = None
+    body_at = 0
+    while len(buffer) < RESPONSE_READ_LIMIT:
+        try:
+            chunk = _sliced(sock, lambda: sock.recv(READ_CHUNK), wait)
+        except TimeoutError:
+            if head is None:
+                raise
+            break  # the status is in: the rest of the body is not worth more time
+        if not chunk:
+            break
+        buffer += chunk
+        if head is None and b"\r\n\r\n" in buffer:
+            body_at = buffer.index(b"\r\n\r\n") + 4
+            head = _parsed(bytes(buffer[:body_at]))
+        if head is not None and (
+            (head.length is not None and len(buffer) - body_at >= head.length)
+            or (head.chunked and buffer.endswith(b"0\r\n\r\n"))
+        ):
+            break
+    response = _parsed(bytes(buffer))
+    try:
+        text = response.read(RESPONSE_READ_LIMIT)
+    except http.client.IncompleteRead as exc:
+        text = exc.partial
+    except (http.client.HTTPException, ValueError):  # a malformed body: the status stands
+        text = b""
+    return response.status, text.decode("utf-8", "replace")[:ERROR_TEXT_LIMIT]
 
 
 def run(ctx: JobContext) -> dict[str, Any]:
@@ -130,7 +267,9 @@ def run(ctx: JobContext) -> dict[str, Any]:
     headers = signed_headers(hook["secret"], params["message_id"], body, dt.datetime.now(dt.UTC))
     started = time.monotonic()
     try:
-        status, text = post(target, body.encode(), headers, timeout=settings.webhook_timeout_s)
+        status, text = post(
+            target, body.encode(), headers, timeout=settings.webhook_timeout_s, check=ctx.check
+        )
     except (OSError, http.client.HTTPException) as exc:
         error = f"{type(exc).__name__}: {exc}"[:ERROR_TEXT_LIMIT]
         _record(ctx, last_status_code=None, last_error=error)
@@ -175,7 +314,7 @@ class Dispatcher:
             if batch.outbox_ids:
                 made += len(batch.outbox_ids)
                 self._publish(batch.outbox_ids)
-            if batch.taken < webhooks.DISPATCH_BATCH:
+            if not batch.more:
                 break
         return made
 

@@ -1,5 +1,6 @@
 """Seed 004's `/api/v1/tasks`: jobs of the `task` kind in the seed's words and envelope, on
-top of the kind's `submit` and the canonical job services (cancel, retry, delete).
+top of the kind's `submit` and plan, the canonical job services (cancel, delete) and the
+job transitions (a PUT runs a task again and changes it in one transaction).
 
 A task is a job: `priority` low/medium/high is `jobs.priority` 2/5/8 (read back as the nearest
 word), `retry_count` is `max_attempts - 1`, `pending` covers `retrying`, `worker_id` is the
@@ -18,6 +19,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from jobgate import jobs, outbox
 from jobgate.errors import Conflict, InvalidRequest, NotFound
+from jobgate.jobs import submission
 from jobgate.jobs import tasks as task_rows
 from jobgate.kinds import task
 from jobgate.web import ENVELOPE, Blueprint
@@ -215,34 +217,40 @@ def _task(scope: str, raw_id: str) -> tuple[Services, dict[str, Any]]:
 
 
 def _new_params(svc: Services, job: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    """The task's params with `changes`, checked as at submission (the kind's contract, the
-    payload's size); an explicit `handler` must exist, `null` picks one by the name again."""
+    """The task's params with `changes`, checked as at submission (the kind's contract and
+    plan: the payload's size, a registered handler); `handler: null` picks one by the name
+    again."""
     try:
         params = task.SPEC.load_params({**job["params"], **changes})
     except ValidationError as exc:
         raise InvalidRequest(
             "Request validation failed", details={"fields": exc.messages}
         ) from None
-    if "handler" in changes:
-        params["handler"] = task_api.resolve_handler(svc, params)
-    limit = svc.settings.task_max_payload_bytes
-    size = task_api.payload_size(params["payload"])
-    if size > limit:
-        raise InvalidRequest(
-            f"payload is {size} bytes as JSON; the limit is {limit}",
-            details={"field": "payload", "size": size, "max_bytes": limit},
-        )
-    return task.SPEC.dump_params(params)
+    return task.SPEC.make_plan(None, svc.settings, str(job["owner_id"]), params).params
 
 
-def update_task(svc: Services, job: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
-    """Apply a PUT's field changes in one transaction, the row locked: labels at any time,
-    the rest only while the task waits (409 otherwise). A new priority also queues a fresh
-    message with it (after the backoff for a task waiting to be retried): whichever delivery
-    comes first claims the task, the other is dropped as a duplicate."""
+def _not_pending(status: str) -> Conflict:
+    """`status: pending` on a running or completed task: nothing to run again."""
+    return Conflict(
+        f"Only a failed or cancelled task can be set back to pending; this one is"
+        f" {seed_status(status)}",
+        details={"status": seed_status(status)},
+    )
+
+
+def update_task(
+    svc: Services, job: dict[str, Any], body: dict[str, Any], *, again: bool = False
+) -> dict[str, Any]:
+    """Apply a PUT in one transaction, the row locked. `again` (status `pending`) first runs
+    a failed or cancelled task again (a waiting one stays so; a running or completed one is
+    a 409); then the labels change at any time, the rest only while the task waits (409
+    otherwise). A task run again gets its one message after its fields changed, so no
+    worker can take it with the old ones; a new priority alone queues a fresh message with
+    it (after the backoff for a task waiting to be retried): whichever delivery matches the
+    task's priority claims it, the others are dropped."""
     labels = {k: body[k] for k in LABELS if k in body}
     queued = {k: body[k] for k in QUEUED_ONLY if k in body}
-    if not labels and not queued:
+    if not labels and not queued and not again:
         return job
     job_id = str(job["id"])
     outbox_id = None
@@ -250,58 +258,57 @@ def update_task(svc: Services, job: dict[str, Any], body: dict[str, Any]) -> dic
         row = jobs.get_job(conn, job_id=job_id, for_update=True)
         if row is None:
             raise NotFound("Task not found", details={"task_id": job_id})
-        if not queued:
-            return task_rows.set_params(conn, job_id=job_id, changes=labels)
-        if row["status"] not in task_rows.QUEUED:
-            raise Conflict(
-                f"Only a pending task's {', '.join(sorted(queued))} can change;"
-                f" this one is {seed_status(row['status'])}",
-                details={"status": seed_status(row["status"]), "fields": sorted(queued)},
+        reopened = again and row["status"] in ("failed", "cancelled")
+        if reopened:
+            row = submission.reopen_job(conn, job_id=job_id)
+        elif again and row["status"] not in task_rows.QUEUED:
+            raise _not_pending(row["status"])
+        priority = None
+        if queued:
+            if row["status"] not in task_rows.QUEUED:
+                raise Conflict(
+                    f"Only a pending task's {', '.join(sorted(queued))} can change;"
+                    f" this one is {seed_status(row['status'])}",
+                    details={"status": seed_status(row["status"]), "fields": sorted(queued)},
+                )
+            param_changes = {k: queued[k] for k in ("timeout", "payload", "handler") if k in queued}
+            params = _new_params(svc, row, {**labels, **param_changes})
+            max_attempts = queued["retry_count"] + 1 if "retry_count" in queued else None
+            if max_attempts is not None and max_attempts <= row["attempt"]:
+                raise Conflict(
+                    f"retry_count must leave another attempt: {row['attempt']} already made",
+                    details={"attempts": row["attempt"], "retry_count": queued["retry_count"]},
+                )
+            priority = task.PRIORITIES[queued["priority"]] if "priority" in queued else None
+            before = row["priority"]
+            row = task_rows.update_queued(
+                conn, job_id=job_id, params=params, priority=priority, max_attempts=max_attempts
             )
-        param_changes = {k: queued[k] for k in ("timeout", "payload", "handler") if k in queued}
-        params = _new_params(svc, row, {**labels, **param_changes})
-        max_attempts = queued["retry_count"] + 1 if "retry_count" in queued else None
-        if max_attempts is not None and max_attempts <= row["attempt"]:
-            raise Conflict(
-                f"retry_count must leave another attempt: {row['attempt']} already made",
-                details={"attempts": row["attempt"], "retry_count": queued["retry_count"]},
-            )
-        priority = task.PRIORITIES[queued["priority"]] if "priority" in queued else None
-        updated = task_rows.update_queued(
-            conn, job_id=job_id, params=params, priority=priority, max_attempts=max_attempts
-        )
-        if updated is None:  # unreachable while the row is locked; kept as the SQL's guard
-            raise Conflict("The task is no longer pending")
-        if priority is not None and priority != row["priority"]:
+            if row is None:  # unreachable while the row is locked; kept as the SQL's guard
+                raise Conflict("The task is no longer pending")
+            if priority == before:
+                priority = None  # unchanged: the queued message still fits
+        elif labels:
+            row = task_rows.set_params(conn, job_id=job_id, changes=labels)
+        if reopened or priority is not None:
             outbox_id = outbox.add_job_message(
                 conn,
-                job=updated,
+                job=row,
                 app_id=APP_ID,
                 request_id=g.get("request_id"),
-                delay_s=updated["wait_s"] or None,
+                delay_s=row.get("wait_s") or None,
             )
     if outbox_id is not None:
         svc.publish_after_commit([outbox_id])
-    return updated
+    return row
 
 
-def set_status(svc: Services, job: dict[str, Any], status: str) -> dict[str, Any]:
-    """`cancelled` cancels (a running task stops within about a second; a cancelled one
-    stays so; a finished one is a 409); `pending` runs a failed or cancelled task again
-    (a waiting one stays so; a running or completed one is a 409)."""
-    if status == "cancelled":
-        if job["status"] == "cancelled":
-            return job
-        return job_service.cancel_job(svc, job)
-    if job["status"] in task_rows.QUEUED:
+def cancel_task(svc: Services, job: dict[str, Any]) -> dict[str, Any]:
+    """Cancel (a running task stops within about a second); a cancelled one stays so, a
+    finished one is a 409."""
+    if job["status"] == "cancelled":
         return job
-    if job["status"] in ("failed", "cancelled"):
-        return job_service.retry_failed_job(svc, job)
-    raise Conflict(
-        f"Only a failed or cancelled task can be set back to pending; this one is"
-        f" {seed_status(job['status'])}",
-        details={"status": seed_status(job["status"])},
-    )
+    return job_service.cancel_job(svc, job)
 
 
 # --- routes ------------------------------------------------------------------------------------
@@ -375,12 +382,9 @@ class TaskById(MethodView):
         status = body.pop("status", None)
         if status == "cancelled" and job["status"] in ("completed", "failed"):
             raise Conflict(f"Task is already {job['status']}", details={"status": job["status"]})
-        if status == "pending" and job["status"] in ("failed", "cancelled"):
-            job = set_status(svc, job, status)  # first, so the other changes apply to it
-            status = None
-        job = update_task(svc, job, body)
-        if status is not None:
-            job = set_status(svc, job, status)
+        job = update_task(svc, job, body, again=status == "pending")
+        if status == "cancelled":
+            job = cancel_task(svc, job)
         return success(task_body(job))
 
     @blp.response(204)

@@ -8,6 +8,11 @@ stopped or reported itself inactive; `state` keeps what the worker said it was d
 (idle, busy, stopping, stopped; an external one's own word). Reading needs `jobs:read`;
 registering an external worker needs `workers:write` (or an admin), and its id must not be
 a Jobgate worker's or another user's (409).
+
+Jobgate's workers are infrastructure, seen by every reader; an external worker is seen by
+its owner and admins only (another user's is a 404), and the summary counts what its
+reader sees. A worker's `current_task_id` is another user's job id unless the reader owns
+that job (or is an admin): null otherwise.
 """
 
 from __future__ import annotations
@@ -79,7 +84,11 @@ class Seed004WorkerSchema(Schema):
     pid = fields.Integer(required=True, allow_none=True)
     current_load = fields.Integer(required=True)
     max_capacity = fields.Integer(required=True)
-    current_task_id = fields.String(required=True, allow_none=True)
+    current_task_id = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "the job it holds, if it is the caller's (an admin: any)"},
+    )
     jobs_completed = fields.Integer(required=True)
     jobs_failed = fields.Integer(required=True)
     started_at = fields.String(required=True)
@@ -147,7 +156,23 @@ def activity(row: dict[str, Any]) -> str:
     return "active" if row["active"] else "inactive"
 
 
-def worker_body(row: dict[str, Any]) -> dict[str, Any]:
+def reader_id(principal: Principal) -> str | None:
+    """Whose external workers `principal` sees: its own, or (an admin) everyone's (None)."""
+    return None if principal.is_admin else principal.user_id
+
+
+def current_task_id(row: dict[str, Any], principal: Principal) -> str | None:
+    """The job a worker holds, for its owner or an admin only: another user's job id is not
+    disclosed (its existence is a 404 everywhere else)."""
+    job_id, owner_id = row["current_job_id"], row.get("current_job_owner_id")
+    if not job_id:
+        return None
+    if principal.is_admin or (owner_id is not None and str(owner_id) == principal.user_id):
+        return str(job_id)
+    return None
+
+
+def worker_body(row: dict[str, Any], principal: Principal) -> dict[str, Any]:
     return {
         "worker_id": row["id"],
         "kind": row["kind"],
@@ -159,7 +184,7 @@ def worker_body(row: dict[str, Any]) -> dict[str, Any]:
         "pid": row["pid"],
         "current_load": row["current_load"],
         "max_capacity": row["max_capacity"],
-        "current_task_id": str(row["current_job_id"]) if row["current_job_id"] else None,
+        "current_task_id": current_task_id(row, principal),
         "jobs_completed": row["jobs_completed"],
         "jobs_failed": row["jobs_failed"],
         "started_at": iso_ms(row["started_at"]),
@@ -169,7 +194,8 @@ def worker_body(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The workers' health at a glance: counts, per kind, and each worker's state."""
+    """The workers' health at a glance: counts, per kind, and each worker's state (of the
+    rows given: those the reader sees)."""
     by_kind: dict[str, dict[str, int]] = defaultdict(lambda: {"total": 0, "active": 0, "busy": 0})
     live = [r for r in rows if r["active"]]
     for row in rows:
@@ -210,10 +236,10 @@ def _writer() -> Principal:
 
 
 def workers_status() -> dict[str, Any]:
-    require_auth("jobs:read")
+    principal = require_auth("jobs:read")
     svc = services()
     with svc.db.transaction() as conn:
-        rows = workers.all_workers(conn)
+        rows = workers.all_workers(conn, reader_id=reader_id(principal))
     return success(summary(rows))
 
 
@@ -225,16 +251,24 @@ class Workers(MethodView):
     @blp.arguments(Seed004WorkerListQuerySchema, location="query")
     @blp.response(200, WorkerListEnvelope)
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
-        """List workers, most recently heard first; `status` active|inactive."""
-        require_auth("jobs:read")
+        """List workers (Jobgate's, and the caller's external ones; an admin: all), most
+        recently heard first; `status` active|inactive."""
+        principal = require_auth("jobs:read")
         active = None if "status" not in query else query["status"] == "active"
         svc = services()
         with svc.db.transaction() as conn:
             rows, total = workers.list_workers(
-                conn, active=active, limit=query["limit"], offset=query["skip"]
+                conn,
+                reader_id=reader_id(principal),
+                active=active,
+                limit=query["limit"],
+                offset=query["skip"],
             )
         return page(
-            [worker_body(r) for r in rows], skip=query["skip"], limit=query["limit"], total=total
+            [worker_body(r, principal) for r in rows],
+            skip=query["skip"],
+            limit=query["limit"],
+            total=total,
         )
 
 
@@ -260,13 +294,14 @@ def heartbeat(body: dict[str, Any]) -> dict[str, Any]:
         raise Conflict(
             "This worker id belongs to another worker", details={"worker_id": body["worker_id"]}
         )
-    return success(worker_body(row))
+    return success(worker_body(row, principal))
 
 
 @blp.route("/status")
 @blp.response(200, WorkersStatusEnvelope)
 def status() -> dict[str, Any]:
-    """All workers' health: how many are active, per kind, and each one's state."""
+    """The workers' health (those the caller sees: Jobgate's and its own external ones): how
+    many are active, per kind, and each one's state."""
     return workers_status()
 
 
@@ -280,11 +315,11 @@ def root_status() -> dict[str, Any]:
 @blp.route("/<worker_id>")
 @blp.response(200, WorkerEnvelope)
 def get_worker(worker_id: str) -> dict[str, Any]:
-    """One worker by its id."""
-    require_auth("jobs:read")
+    """One worker by its id (another user's external worker is a 404)."""
+    principal = require_auth("jobs:read")
     svc = services()
     with svc.db.transaction() as conn:
-        row = workers.get_worker(conn, worker_id=worker_id)
+        row = workers.get_worker(conn, worker_id=worker_id, reader_id=reader_id(principal))
     if row is None:
         raise NotFound("Worker not found", details={"worker_id": worker_id})
-    return success(worker_body(row))
+    return success(worker_body(row, principal))
