@@ -159,6 +159,15 @@ def login(client: FlaskClient, username: str, password: str) -> dict[str, str]:
     return bearer(tokens["access_token"])
 
 
+def make_login(client: FlaskClient, admin: dict[str, str], name: str, scopes: list[str]):
+    """A user with `scopes`, logged in: (bearer headers, user id)."""
+    password = f"password-{name}"
+    user = create_user(
+        client, admin, url="/api/v1/auth/users", username=name, password=password, scopes=scopes
+    )
+    return login(client, name, password), str(user["id"])
+
+
 def make_api_user(client: FlaskClient, admin: dict[str, str], name: str) -> dict[str, str]:
     """A user made by the admin through the gateway (password `password-<name>`), logged
     in: its bearer headers."""

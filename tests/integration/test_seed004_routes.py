@@ -21,21 +21,11 @@ from jobgate.jobs import STATUSES
 from jobgate.kinds import task
 from jobgate_gateway import create_app
 from tests.factories.jobs import make_job
-from tests.helpers import create_user
-from tests.integration.conftest import DEMO, login, make_api_key
+from tests.integration.conftest import DEMO, make_api_key, make_login
 
 TASKS = "/api/v1/tasks"
 WORKERS = "/api/v1/workers"
 ISO_Z = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$"
-
-
-def make_login(client, admin, name: str, scopes: list[str]) -> tuple[dict[str, str], str]:
-    """A user with `scopes`, logged in: (bearer headers, user id)."""
-    password = f"password-{name}"
-    user = create_user(
-        client, admin, url="/api/v1/auth/users", username=name, password=password, scopes=scopes
-    )
-    return login(client, name, password), str(user["id"])
 
 
 @pytest.fixture

@@ -11,20 +11,10 @@ import pytest
 
 from jobgate import workers
 from tests.factories.jobs import make_job
-from tests.helpers import create_user
-from tests.integration.conftest import login
+from tests.integration.conftest import make_login
 
 WORKERS = "/api/v1/workers"
 STATUS_PATHS = ("/workers/status", f"{WORKERS}/status")
-
-
-def make_login(client, admin, name: str, scopes: list[str]) -> tuple[dict[str, str], str]:
-    """A user with `scopes`, logged in: (bearer headers, user id)."""
-    password = f"password-{name}"
-    user = create_user(
-        client, admin, url="/api/v1/auth/users", username=name, password=password, scopes=scopes
-    )
-    return login(client, name, password), str(user["id"])
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from jobgate import files, jobs, kinds, outbox
 from jobgate.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from jobgate.identity import Principal
 from jobgate.jobs import job_items, submission
+from jobgate.kinds import KindSpec
 from jobgate_gateway.auth import can_access, require_auth
 from jobgate_gateway.jobs.views import kind_hook
 from jobgate_gateway.metrics import JOBS_CREATED
@@ -117,6 +118,29 @@ def list_owner(principal: Principal, *, owner: Any = None, kind: str | None = No
     if owner is None and principal.is_admin and kind not in INTERNAL_KINDS:
         return None
     return principal.user_id
+
+
+def submit_planned(
+    svc: Services,
+    principal: Principal,
+    spec: KindSpec,
+    params: dict[str, Any],
+    options: dict[str, Any],
+    idempotency_key: str | None,
+) -> tuple[dict[str, Any], bool]:
+    """Submit a job as its kind's plan makes it (`KindSpec.make_plan`: the path a
+    schedule's run takes too): the kind's own `submit` when it needs nothing else."""
+    plan = spec.make_plan(None, svc.settings, principal.user_id, params)
+    return submit_job(
+        svc,
+        principal,
+        kind=spec.name,
+        params=plan.params,
+        items=plan.items,
+        bytes_total=plan.bytes_total,
+        options=options,
+        idempotency_key=idempotency_key,
+    )
 
 
 def find_job(

@@ -7,7 +7,7 @@ from typing import Any
 
 from jobgate.identity import Principal
 from jobgate.kinds import cache
-from jobgate_gateway.jobs.service import submit_job
+from jobgate_gateway.jobs.service import submit_planned
 from jobgate_gateway.services import Services
 
 
@@ -19,14 +19,4 @@ def submit(
     idempotency_key: str | None,
 ) -> tuple[dict[str, Any], bool]:
     """Every file the params name becomes one item of the job, with its size."""
-    plan = cache.SPEC.make_plan(None, svc.settings, principal.user_id, params)
-    return submit_job(
-        svc,
-        principal,
-        kind=cache.SPEC.name,
-        params=plan.params,
-        items=plan.items,
-        bytes_total=plan.bytes_total,
-        options=options,
-        idempotency_key=idempotency_key,
-    )
+    return submit_planned(svc, principal, cache.SPEC, params, options, idempotency_key)

@@ -9,7 +9,7 @@ from typing import Any
 
 from jobgate.identity import Principal
 from jobgate.kinds import task
-from jobgate_gateway.jobs.service import submit_job
+from jobgate_gateway.jobs.service import submit_planned
 from jobgate_gateway.services import Services
 
 
@@ -21,15 +21,7 @@ def submit(
     idempotency_key: str | None,
 ) -> tuple[dict[str, Any], bool]:
     """Queue a task as its plan stores it (handler resolved, payload within the limit)."""
-    plan = task.SPEC.make_plan(None, svc.settings, principal.user_id, params)
-    return submit_job(
-        svc,
-        principal,
-        kind=task.SPEC.name,
-        params=plan.params,
-        options=options,
-        idempotency_key=idempotency_key,
-    )
+    return submit_planned(svc, principal, task.SPEC, params, options, idempotency_key)
 
 
 def job_fields(job: dict[str, Any]) -> dict[str, Any]:
