@@ -8,12 +8,12 @@ import logging
 from flask import current_app
 
 from jobgate import outbox
+from jobgate.authn import Authenticator
 from jobgate.broker import CONTROL_EXCHANGE, RPC_CONTAINERS_QUEUE, Publisher
 from jobgate.config import Settings
 from jobgate.db import Database
 from jobgate.rpc import RpcClient
 from jobgate.storage import DirectoryStorage
-from jobgate_gateway.auth import Authenticator
 
 log = logging.getLogger(__name__)
 

@@ -75,6 +75,22 @@ class CoreSettings:
     # scheduler
     scheduler_interval_seconds: float = 5.0  # how often due schedules are looked for
 
+    # stats-service (live streams, analytics) and the edge in front of it and the gateway
+    stats_bind: str = "127.0.0.1:8082"
+    stats_client_queue: int = 256  # messages waiting per stream client; old ticks drop first
+    stats_send_timeout_seconds: float = 10.0  # a client that takes longer for one send is closed
+    stats_ping_seconds: float = 20.0  # WebSocket pings and SSE comments keep idle streams open
+    stats_max_streams_per_principal: int = 50  # open streams per user or API key
+    stats_poll_seconds: float = 0.25  # how often new job events are read from PostgreSQL
+    stats_metrics_seconds: float = 5.0  # metrics snapshots on /ws/metrics and /api/ws/updates
+    job_events_progress_keep: int = 1000  # progress events kept per job (state changes: all)
+    # Addresses (or CIDR networks) of proxies whose X-Forwarded-For is believed: the edge.
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+
+    # analytics: housekeeping folds the job-change deltas into the rollups (jobgate.analytics)
+    analytics_compact_batch: int = 10000  # deltas folded per transaction
+    analytics_compact_max_batches: int = 100  # transactions per round at most (0 = no folding)
+
     # files: uploads (inputs of jobs) and outputs
     storage_dir: str = "var/storage"
     max_file_size: int = 100  # MB per upload (seed 001)

@@ -26,6 +26,7 @@ OperationalError = psycopg2.OperationalError
 InterfaceError = psycopg2.InterfaceError
 PoolError = psycopg2.pool.PoolError  # every pooled connection is in use
 DataError = psycopg2.DataError  # a value PostgreSQL cannot take (range, encoding)
+UNAVAILABLE = (OperationalError, InterfaceError, PoolError)  # wait and try again
 
 
 class Database:
@@ -110,6 +111,13 @@ def fetch_all(conn: Connection, sql: str, params: Any = None) -> list[dict[str, 
     with conn.cursor() as cur:
         cur.execute(sql, params)
         return list(cur.fetchall())
+
+
+def relax_durability(conn: Connection) -> None:
+    """This transaction may be lost in a database crash, so its commit need not wait for
+    the WAL to reach the disk (progress that can be redone, a lease renewed every beat):
+    a disk slow to flush then delays nothing that has a deadline."""
+    execute(conn, "SET LOCAL synchronous_commit = off")
 
 
 def execute(conn: Connection, sql: str, params: Any = None) -> int:

@@ -67,12 +67,23 @@ class JobContext:
             raise reason()
 
     def progress(self, conn: db.Connection, **counters: Any) -> None:
-        """Write progress in the caller's transaction and announce it as an event."""
-        if not attempts.update_progress(
-            conn, job_id=self.job_id, worker_id=self.worker_id, **counters
-        ):
+        """Write progress in the caller's transaction (a `progress` job event too) and
+        announce it on `jobgate.events` as that event (its id, the job's counters)."""
+        event = attempts.update_progress(
+            conn,
+            job_id=self.job_id,
+            worker_id=self.worker_id,
+            keep_events=self.settings.job_events_progress_keep,
+            **counters,
+        )
+        if event is None:
             raise LeaseLost(self.job_id)
-        self.events.job(self.kind, "progress", self.job_id, counters)
+        self.announce("progress", event)
+
+    def announce(self, event: str, data: dict[str, Any]) -> None:
+        """A live event about this job on `jobgate.events` (`job.<kind>.<event>`): best
+        effort, never waited for (a per-file tick, a container's start)."""
+        self.events.job(self.kind, event, self.job_id, data, owner_id=str(self.job["owner_id"]))
 
     def log(self, level: str, message: str) -> None:
         with self.db.transaction() as conn:

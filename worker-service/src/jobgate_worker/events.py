@@ -40,8 +40,21 @@ class EventEmitter:
         except queue.Full:
             self.dropped += 1
 
-    def job(self, kind: str, event: str, job_id: str, data: dict[str, Any] | None = None) -> None:
-        self.emit(f"job.{kind}.{event}", {"job_id": job_id, "kind": kind, **(data or {})})
+    def job(
+        self,
+        kind: str,
+        event: str,
+        job_id: str,
+        data: dict[str, Any] | None = None,
+        *,
+        owner_id: str | None = None,
+    ) -> None:
+        """`job.<kind>.<event>`; with the owner, so stats-service can route it to the owner's
+        streams without a database read."""
+        head = {"job_id": job_id, "kind": kind}
+        if owner_id is not None:
+            head["owner_id"] = owner_id
+        self.emit(f"job.{kind}.{event}", {**head, **(data or {})})
 
     def _send_loop(self) -> None:
         while (item := self._queue.get()) is not None:

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from jobgate import db, outbox, workers
+from jobgate import analytics, db, outbox, workers
 from jobgate.broker import Publisher
 from jobgate.config import Settings
 from jobgate.jobs import attempts, reaper
@@ -84,10 +84,19 @@ class Heartbeat:
         self.events = events
 
     def beat(self, *, status: str | None = None) -> None:
-        """Write the worker's status and extend its jobs' leases in one transaction."""
+        """Extend the leases of the jobs this worker holds and write its status, in one
+        transaction that does not wait for the disk: a lost beat is only a lease that ends
+        sooner, while a commit stuck behind a slow WAL flush (seconds, seen on a busy disk)
+        would let a live worker's leases expire. Jobs are locked before the worker's row,
+        in the order the attempt's own end takes them (job, then worker counters): the
+        other order deadlocked with it."""
         ids = self.inflight.job_ids()
         state = status or ("stopping" if self.stopping.is_set() else "busy" if ids else "idle")
         with self.db.transaction() as conn:
+            db.relax_durability(conn)
+            attempts.extend_leases(
+                conn, worker_id=self.worker_id, job_ids=ids, lease_s=self.settings.job_lease_seconds
+            )
             workers.heartbeat(
                 conn,
                 worker_id=self.worker_id,
@@ -98,9 +107,6 @@ class Heartbeat:
                 current_job_id=ids[0] if ids else None,
                 current_load=len(ids),
                 max_capacity=self.capacity,
-            )
-            attempts.extend_leases(
-                conn, worker_id=self.worker_id, job_ids=ids, lease_s=self.settings.job_lease_seconds
             )
         self.events.emit(
             f"worker.{self.kind}.heartbeat",
@@ -146,5 +152,11 @@ class Housekeeping:
         if retention > 0 and time.monotonic() >= self._next_events_sweep:
             self._next_events_sweep = time.monotonic() + EVENTS_SWEEP_EVERY_S
             job_events.sweep(self.db, retention_days=retention)
+        if self.settings.analytics_compact_max_batches > 0:
+            analytics.compact_all(
+                self.db,
+                batch=self.settings.analytics_compact_batch,
+                max_batches=self.settings.analytics_compact_max_batches,
+            )
         if self.kind_sweep is not None:
             self.kind_sweep(self.settings, self.db)

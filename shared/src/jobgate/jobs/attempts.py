@@ -107,12 +107,21 @@ def update_progress(
     current_item: str | None = None,
     throughput_bps: float | None = None,
     progress_pct: float | None = None,
-) -> bool:
-    """Write progress counters; False if this worker no longer holds the job."""
-    return (
-        db.execute(
-            conn,
-            """
+    keep_events: int = 1000,
+) -> dict[str, Any] | None:
+    """Write progress counters and record them as a `progress` job event; the event's data
+    (the job's counters, totals included) with its `event_id`, or None if this worker no
+    longer holds the job.
+
+    The event is written by the same statement, after the row lock is taken, so a job's
+    events are numbered in the order they commit (streams resume by id). Once the job has
+    more than `keep_events` progress events the oldest are deleted (every tenth of `keep`,
+    not on every tick): state changes are never pruned here.
+    """
+    row = db.fetch_one(
+        conn,
+        """
+        WITH moved AS (
             UPDATE jobs SET items_done = coalesce(%(done)s, items_done),
                    items_failed = coalesce(%(failed)s, items_failed),
                    bytes_done = coalesce(%(bytes)s, bytes_done),
@@ -121,22 +130,48 @@ def update_progress(
                    throughput_bps = %(tput)s,
                    throughput_at = CASE WHEN %(tput)s::float8 IS NULL
                                         THEN throughput_at ELSE now() END,
+                   progress_events = progress_events + 1,
                    updated_at = now()
             WHERE id = %(id)s AND worker_id = %(w)s AND status = 'running'
-            """,
-            {
-                "id": job_id,
-                "w": worker_id,
-                "done": items_done,
-                "failed": items_failed,
-                "bytes": bytes_done,
-                "item": current_item,
-                "tput": throughput_bps,
-                "pct": progress_pct,
-            },
+            RETURNING *
+        ), event AS (
+            INSERT INTO job_events (job_id, owner_id, kind, event, attempt, data)
+            SELECT id, owner_id, kind, 'progress', attempt, jsonb_build_object(
+                       'status', status,
+                       'items_done', items_done, 'items_failed', items_failed,
+                       'items_total', items_total, 'bytes_done', bytes_done,
+                       'bytes_total', bytes_total, 'progress_pct', progress_pct,
+                       'current_item', current_item, 'throughput_bps', throughput_bps)
+            FROM moved
+            RETURNING id, data
         )
-        == 1
+        SELECT event.id AS event_id, event.data, moved.progress_events FROM moved, event
+        """,
+        {
+            "id": job_id,
+            "w": worker_id,
+            "done": items_done,
+            "failed": items_failed,
+            "bytes": bytes_done,
+            "item": current_item,
+            "tput": throughput_bps,
+            "pct": progress_pct,
+        },
     )
+    if row is None:
+        return None
+    keep = max(1, keep_events)
+    if row["progress_events"] > keep and row["progress_events"] % max(1, keep // 10) == 0:
+        db.execute(
+            conn,
+            """
+            DELETE FROM job_events WHERE id IN (
+                SELECT id FROM job_events WHERE job_id = %(id)s AND event = 'progress'
+                ORDER BY id DESC OFFSET %(keep)s)
+            """,
+            {"id": job_id, "keep": keep},
+        )
+    return {"event_id": int(row["event_id"]), **row["data"]}
 
 
 def set_details(

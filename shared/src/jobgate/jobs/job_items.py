@@ -113,11 +113,6 @@ def item_totals(conn: db.Connection, *, job_id: str) -> dict[str, int]:
     return {k: int(v) for k, v in row.items()}
 
 
-def relax_durability(conn: db.Connection) -> None:
-    """This transaction may be lost in a database crash (progress that can be redone)."""
-    db.execute(conn, "SET LOCAL synchronous_commit = off")
-
-
 def mark_items(
     conn: db.Connection,
     *,

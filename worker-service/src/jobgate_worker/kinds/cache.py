@@ -14,6 +14,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
+from jobgate import db
 from jobgate.jobs import job_items
 from jobgate.paths import CacheRoot
 from jobgate_worker.context import JobContext
@@ -126,7 +127,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
             if not final:
                 # A progress write lost in a database crash only means re-reading a few files;
                 # not waiting for the WAL flush halves the cost of each one.
-                job_items.relax_durability(conn)
+                db.relax_durability(conn)
             job_items.mark_items(conn, job_id=ctx.job_id, done=batch.done, failed=batch.failed)
             state["done"] += len(batch.done)
             state["failed"] += len(batch.failed)
@@ -183,6 +184,16 @@ def run(ctx: JobContext) -> dict[str, Any]:
                 else:
                     batch.failed[item["seq"]] = _describe(exc)
                 batch.last_path = item["key"]
+                # Seed 000's per-file events, live only (best effort, never in the database).
+                ctx.announce(
+                    "file",
+                    {
+                        "path": item["key"],
+                        "size": int(item["size"]),
+                        "status": "done" if exc is None else "failed",
+                        "error": None if exc is None else batch.failed[item["seq"]],
+                    },
+                )
             submit_more()
             ctx.check()
             now = time.monotonic()

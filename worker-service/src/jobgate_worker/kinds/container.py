@@ -365,6 +365,7 @@ class _Attempt:
         self.ctx.check()
         container = self._create()
         cid = container.id
+        self._announce(cid, "create")
         reader: threading.Thread | None = None
         try:
             self._details(container_id=cid, resource_usage=self.usage.as_dict(), exit_code=None)
@@ -378,9 +379,11 @@ class _Attempt:
                 raise JobFailed(f"could not attach to the container: {self.output.error}")
             self.ctx.check()
             self._start(container)
+            self._announce(cid, "start")
             started = time.monotonic()
             code, oom = self._supervise(cid, started)
             seconds = time.monotonic() - started
+            self._announce(cid, "die", exit_code=code, oom_killed=oom)
             self.output.ended.wait(OUTPUT_TAIL_S)
             self._flush()
             self._details(exit_code=code, resource_usage=self.usage.as_dict())
@@ -403,10 +406,16 @@ class _Attempt:
             }
         finally:
             self._remove(cid)
+            self._announce(cid, "destroy")
             if self.stream is not None:
                 _quietly(self.stream.close)
             if reader is not None:
                 reader.join(timeout=1)
+
+    def _announce(self, cid: str, event: str, **data: Any) -> None:
+        """A container event (Docker's words: create, start, die, destroy) on
+        `jobgate.events`, for seed 003's `container_event` stream; live only."""
+        self.ctx.announce("container", {"container_id": cid, "action": event, **data})
 
     # --- create, inputs, start --------------------------------------------------------
 
