@@ -30,14 +30,23 @@ engine: ## install Podman (Debian packages) and build the offline busybox image,
 	scripts/engine.sh install
 	scripts/engine.sh image
 
+edge: ## install nginx (Debian package), the edge in front of gateway and stats-service, if missing
+	scripts/edge.sh install
+
 migrate: venv services ## apply database migrations
 	$(BIN)/jobgate migrate
 
-run: venv services migrate engine ## start the whole stack in this terminal (Ctrl-C stops it)
+run: venv services migrate engine edge ## start the whole stack in this terminal (Ctrl-C stops it)
 	scripts/run.sh
 
-test: venv services engine ## run the whole test suite against the real servers
+test: venv services engine edge js ## run the whole test suite against the real servers
 	$(BIN)/pytest
+
+js: ## the npm packages the seeds' JavaScript examples need under Node.js (tests/js), if npm is there
+	@if command -v npm >/dev/null; then \
+	  test -f tests/js/node_modules/.package-lock.json -a tests/js/node_modules/.package-lock.json -nt tests/js/package-lock.json \
+	    || (cd tests/js && npm ci --no-audit --no-fund --loglevel=error); \
+	else echo "npm not found: the seeds' JavaScript WebSocket examples will be skipped"; fi
 
 lint: venv ## ruff lint and format check
 	$(BIN)/ruff check .
@@ -54,5 +63,7 @@ bench: venv services migrate engine ## benchmarks (not tests): print tables, wri
 	$(BIN)/python bench/scrape_bench.py
 	$(BIN)/python bench/container_bench.py
 	$(BIN)/python bench/task_bench.py
+	$(BIN)/python bench/analytics_bench.py
+	$(BIN)/python bench/streams_bench.py
 
-.PHONY: help venv services engine migrate run test lint fmt bench
+.PHONY: help venv services engine edge js migrate run test lint fmt bench

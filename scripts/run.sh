@@ -32,10 +32,12 @@ rm -rf var/prometheus/* && export PROMETHEUS_MULTIPROC_DIR=$PWD/var/prometheus
 # The demo files go only into the project's own filespace, never into one the user named.
 if [ "$CACHE_ROOT" = "$PWD/var/filespace" ]; then scripts/demo-filespace.sh "$CACHE_ROOT"; fi
 
+edge=${EDGE_BIND:-127.0.0.1:8080}
+case $edge in *:*) ;; *) edge=localhost:$edge ;; esac # a bare port: every address
 cat <<MSG
 Jobgate is starting:
-  gateway      http://localhost:8080   (API docs: http://localhost:8080/docs)
-  auth-service http://localhost:8081
+  API          http://$edge   (the edge, nginx; API docs: http://$edge/docs)
+  behind it    gateway ${GATEWAY_BIND:-127.0.0.1:8083}, stats-service ${STATS_BIND:-127.0.0.1:8082}, auth-service ${AUTH_BIND:-127.0.0.1:8081}
   admin login  admin / $BOOTSTRAP_ADMIN_PASSWORD
   demo API key demo-api-key-2024        (curl -H "X-API-Key: demo-api-key-2024" ...)
   cache root   $CACHE_ROOT

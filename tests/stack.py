@@ -7,6 +7,7 @@ starts. Every process gets the same environment, pointed at a test database and 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 import requests
 
 VENV_BIN = Path(sys.executable).parent
+EDGE_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "edge.sh"
 
 
 def free_port() -> int:
@@ -31,6 +33,7 @@ class Stack:
         self.logdir = workdir / "logs"
         self.logdir.mkdir(parents=True, exist_ok=True)
         self.auth_port, self.gateway_port = free_port(), free_port()
+        self.stats_port = free_port()
         self.env = {
             **os.environ,
             "JOBGATE_ENV": "test",
@@ -98,6 +101,20 @@ class Stack:
         )
         self._wait_http(f"{self.url}/health", "gateway")
 
+    @property
+    def stats_url(self) -> str:
+        return f"http://127.0.0.1:{self.stats_port}"
+
+    def start_stats(self, name: str = "stats", **env: str) -> subprocess.Popen:
+        """stats-service (uvicorn) on its own port; started again after a kill, same port."""
+        proc = self._spawn(
+            name,
+            [str(VENV_BIN / "jobgate-stats"), "--bind", f"127.0.0.1:{self.stats_port}"],
+            **env,
+        )
+        self._wait_http(f"{self.stats_url}/health", name)
+        return proc
+
     def start_worker(
         self, kind: str = "cache", name: str | None = None, **env: str
     ) -> subprocess.Popen:
@@ -129,3 +146,42 @@ class Stack:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+    # The edge (nginx, scripts/edge.sh's configuration) in front of gateway and stats-service.
+    edge_port: int = 0
+
+    @property
+    def edge_url(self) -> str:
+        return f"http://127.0.0.1:{self.edge_port}"
+
+    def start_edge(self, name: str = "edge", **env: str) -> subprocess.Popen:
+        """nginx in the foreground on its own port (the same port when started again),
+        routing to this stack's gateway and stats-service ports; its configuration, pid file
+        and temporary paths under the work dir."""
+        self.edge_port = self.edge_port or free_port()
+        conf = self.workdir / "edge" / "nginx.conf"
+        render_env = {
+            **self.env,
+            "EDGE_BIND": f"127.0.0.1:{self.edge_port}",
+            "GATEWAY_UPSTREAM": f"127.0.0.1:{self.gateway_port}",
+            "STATS_UPSTREAM": f"127.0.0.1:{self.stats_port}",
+            **env,
+        }
+        subprocess.run(
+            [str(EDGE_SCRIPT), "render", str(conf)], env=render_env, check=True, capture_output=True
+        )
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        proc = self._spawn(
+            name,
+            [nginx, "-e", "stderr", "-p", f"{conf.parent}/", "-c", str(conf), "-g", "daemon off;"],
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited: {self.log(name)[-2000:]}")
+            try:
+                socket.create_connection(("127.0.0.1", self.edge_port), timeout=1).close()
+                return proc
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"{name} did not listen on {self.edge_port}: {self.log(name)[-2000:]}")

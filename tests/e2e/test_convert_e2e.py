@@ -31,7 +31,11 @@ def clips(tmp_path_factory):
 
 @pytest.fixture
 def convert_stack(make_stack):
-    stack = make_stack(MAX_FILE_SIZE="200", CONVERT_PROGRESS_INTERVAL_MS="200")
+    # Storing an MP3 fsyncs it, and on a busy disk that can hold PostgreSQL's commits for
+    # seconds: a 3 s lease (the e2e default) then expires under a live worker.
+    stack = make_stack(
+        MAX_FILE_SIZE="200", CONVERT_PROGRESS_INTERVAL_MS="200", JOB_LEASE_SECONDS="8"
+    )
     stack.start_worker("convert")
     return stack
 

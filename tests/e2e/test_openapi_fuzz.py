@@ -103,6 +103,7 @@ def fuzz(url: str, header: str, seed: int, workdir: Path, *, only: list[str] | N
 
 @pytest.mark.e2e
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # two runs of 2,500+ requests: about 6 minutes on 2 cores
 def test_openapi_schema_holds_for_generated_requests(fuzz_stack, tmp_path):
     url = fuzz_stack.url
     jwt = f"Authorization: {login(fuzz_stack)['Authorization']}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -126,3 +127,43 @@ def test_the_seeds_curl_examples(seed_stack, tmp_path):
     videos = json.loads(listed.stdout)
     assert videos["total"] == 3 and len(videos["videos"]) == 3
     assert {v["author_username"] for v in videos["videos"]} <= {"khaby.lame", None}
+
+
+NODE_PATH = Path(__file__).resolve().parents[1] / "js" / "node_modules"
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(not NODE_PATH.is_dir(), reason="tests/js not installed (make test does it)")
+def test_the_seeds_websocket_example(seed_stack, tmp_path):
+    """ "WebSocket Support (Future)", through the edge: the `ws` package is its WebSocket
+    under Node.js 20, given the API key around the example, as the other examples are."""
+    seed_stack.start_stats()
+    seed_stack.start_edge()
+    r = requests.post(
+        f"{seed_stack.url}/api/v1/jobs",
+        json={"mode": "profile", "value": "khaby.lame", "limit": 3},
+        headers=KEY,
+    )
+    assert r.status_code == 201, r.text
+    text = SEED.read_text()
+    section = text[text.index("## WebSocket Support (Future)") :]
+    code = re.search(r"```javascript\n(.*?)```", section, re.S).group(1)
+    code = code.replace("ws://localhost:8000", seed_stack.edge_url.replace("http://", "ws://"))
+    code = code.replace("{job_id}", r.json()["id"])
+    prelude = (
+        "const WebSocket = class extends require('ws') {\n"
+        "  constructor(url, protocols, options = {}) {\n"
+        f"    super(url, protocols, {{...options, headers: {{'X-API-Key': '{DEMO_KEY}'}}}});\n"
+        "  }\n};\n"
+    )
+    out = subprocess.run(
+        ["node", "-e", prelude + code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "NODE_PATH": str(NODE_PATH)},
+    )
+    assert out.returncode == 0, out.stderr  # node exits once the server closes the stream
+    progress = [line.removeprefix("Progress: ") for line in out.stdout.splitlines()]
+    numbers = [int(p) for p in progress if p != "undefined"]  # per-file messages have none
+    assert numbers == sorted(numbers) and numbers[-1] == 100, out.stdout

@@ -1,16 +1,25 @@
 """Seed 004 (Distributed Task Queue) as its users drive it, through the real processes
-(gunicorn gateway and auth-service, a task worker): the document's own cURL and Python
-examples, run as written. Only what the document leaves to its reader is filled in: the
-address (`http://localhost:5000` becomes the gateway's), the admin's password in its login
-example, and `<token>` / `your-bearer-token` (the token that login returned)."""
+(the edge in front of the gunicorn gateway and uvicorn stats-service, auth-service, a task
+worker): the document's own cURL, Python and JavaScript examples, run as written. Only what
+the document leaves to its reader is filled in: the address (`http://localhost:5000`
+becomes the edge's), the admin's password in its login example, and `<token>` /
+`your-bearer-token` (the token that login returned). The JavaScript passes headers to
+`new WebSocket(url, {headers})`, which is the `ws` package's API under Node.js: the test
+adds its `require` (tests/js, installed by `make test`)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import os
+import queue
 import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -40,17 +49,24 @@ def blocks(heading: str, language: str = "bash") -> list[str]:
 
 
 @pytest.fixture
-def seed_stack(make_stack):
-    stack = make_stack()
+def seed_stack(make_stack, tmp_path):
+    stack = make_stack(STATS_METRICS_SECONDS="0.5", STATS_POLL_SECONDS="0.1")
     stack.start_worker("task")
+    stack.start_stats()
+    stack.start_edge()
+    stack.cwd = tmp_path  # where `curl -o` writes
     return stack
 
 
 def run(script: str, stack, token: str = "") -> subprocess.CompletedProcess:
-    """A seed example as bash, pointed at the stack, with `<token>` filled in."""
-    script = script.replace("http://localhost:5000", stack.url).replace("<token>", token)
+    """A seed example as bash, pointed at the stack's edge, with `<token>` filled in."""
+    script = script.replace("http://localhost:5000", stack.edge_url).replace("<token>", token)
     return subprocess.run(
-        ["bash", "-e", "-o", "pipefail", "-c", script], capture_output=True, text=True, timeout=60
+        ["bash", "-e", "-o", "pipefail", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=stack.cwd,
     )
 
 
@@ -113,7 +129,7 @@ def test_the_seeds_curl_examples(seed_stack):
 def test_the_seeds_python_example(seed_stack):
     token = login_token(seed_stack)
     [code] = blocks("### Using Python", "python")
-    code = code.replace("http://localhost:5000", seed_stack.url)
+    code = code.replace("http://localhost:5000", seed_stack.edge_url)
     code = code.replace('"your-bearer-token"', repr(token))
     code += "\nprint(json.dumps({'tasks': tasks, 'task': task}))\n"
     out = subprocess.run(
@@ -124,3 +140,85 @@ def test_the_seeds_python_example(seed_stack):
     assert isinstance(result["tasks"], list)
     assert result["task"]["name"] == "New Task" and result["task"]["priority"] == "high"
     assert result["task"]["status"] in {"pending", "running", "completed"}
+
+
+def test_the_seeds_analytics_examples(seed_stack):
+    token = login_token(seed_stack)
+    [monitor] = blocks("### Create and Monitor Task")
+    assert run(monitor, seed_stack, token).returncode == 0  # one completed task to count
+    dashboard, trends = blocks("## Analytics Endpoints")
+    board = json.loads(run(dashboard, seed_stack, token).stdout)
+    fields = ["total_tasks", "completed_tasks", "failed_tasks", "pending_tasks"]
+    fields += ["completion_rate", "average_duration", "workers_active", "workers_total"]
+    assert list(board)[: len(fields)] == fields, board  # the document's fields, its order
+    assert board["total_tasks"] >= 1 and board["completed_tasks"] >= 1
+    assert board["workers_active"] >= 1 and board["average_duration"] > 0
+    body = json.loads(run(trends, seed_stack, token).stdout)
+    assert body["status"] == "success" and len(body["data"]["points"]) == 7
+    export = blocks("### Export Analytics Data")[0]  # the section runs on to the next ###
+    out = run(export, seed_stack, token)
+    assert out.returncode == 0, out.stderr
+    exported = json.loads((seed_stack.cwd / "analytics-export.json").read_text())
+    assert exported["data"]["dashboard"]["total_tasks"] == board["total_tasks"]
+    rows = list(csv.DictReader(io.StringIO((seed_stack.cwd / "analytics-export.csv").read_text())))
+    assert rows and sum(int(row["completed"]) for row in rows) == board["completed_tasks"]
+
+
+NODE_PATH = Path(__file__).resolve().parents[1] / "js" / "node_modules"
+
+
+def node(script: str, stack, token: str) -> subprocess.Popen:
+    """A seed's JavaScript under Node.js, with the `ws` package as its `WebSocket`."""
+    script = script.replace("ws://localhost:5000", stack.edge_url.replace("http://", "ws://"))
+    script = 'const WebSocket = require("ws");\n' + script.replace("<token>", token)
+    return subprocess.Popen(
+        ["node", "-e", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NODE_PATH": str(NODE_PATH)},
+    )
+
+
+def lines_until(proc: subprocess.Popen, wanted, timeout: float = 30.0) -> list[str]:
+    """Node's output lines until `wanted(line)` is true; then the script is stopped."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pipe() -> None:
+        for line in proc.stdout:
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
+
+    threading.Thread(target=pipe, daemon=True).start()
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            seen.append(line)
+            if wanted(line):
+                return seen
+    finally:
+        proc.kill()
+        proc.wait()
+    raise AssertionError(f"no such line: {seen} {proc.stderr.read()[-2000:]}")
+
+
+@pytest.mark.skipif(not NODE_PATH.is_dir(), reason="tests/js not installed (make test does it)")
+def test_the_seeds_websocket_examples(seed_stack):
+    token = login_token(seed_stack)
+    [metrics_js] = blocks("### ws://localhost:5000/ws/metrics", "javascript")
+    lines = lines_until(node(metrics_js, seed_stack, token), lambda x: "total_tasks" in x)
+    assert lines[0].startswith("Updated metrics:")
+    [tasks_js] = blocks("### ws://localhost:5000/ws/tasks", "javascript")
+    proc = node(tasks_js, seed_stack, token)
+    time.sleep(1.0)  # connected before the task exists
+    [monitor] = blocks("### Create and Monitor Task")
+    assert run(monitor, seed_stack, token).returncode == 0
+    lines = lines_until(proc, lambda x: "status: 'completed'" in x)
+    assert all(line.startswith("Task update:") for line in lines if line.strip().startswith("T"))

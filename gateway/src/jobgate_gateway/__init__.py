@@ -7,7 +7,7 @@ from flask import Flask, Response, send_from_directory
 
 from jobgate.config import Settings
 from jobgate.web import Api, init_web
-from jobgate_gateway import auth, auth_proxy, health, ratelimit
+from jobgate_gateway import auth, auth_proxy, health, proxies, ratelimit
 from jobgate_gateway.compat import seed000, seed001, seed002, seed003, seed004
 from jobgate_gateway.files import resources as file_resources
 from jobgate_gateway.jobs import resources as job_resources
@@ -27,6 +27,8 @@ def swagger_ui_static(filename: str) -> Response:
 def create_app(config: Settings | None = None, *, services: Services | None = None) -> Flask:
     settings = config or Settings.from_env()
     app = Flask(__name__)
+    # Behind the edge, the client is X-Forwarded-For's last address (TRUSTED_PROXIES only).
+    app.wsgi_app = proxies.TrustedProxies(app.wsgi_app, settings.trusted_proxies)
     app.config.update(
         API_TITLE="Jobgate API",
         API_VERSION="v1",

@@ -1,5 +1,7 @@
-"""Jobgate stats-service: live throughput, worker liveness, analytics and streams.
+"""Jobgate stats-service: live job streams (WebSocket, Server-Sent Events) and analytics.
 
-A stub until its issue: the package exists so the layout, the virtualenv and the
-images are complete. Events it will consume already flow on `jobgate.events`.
+An ASGI service (Starlette under uvicorn) beside the gateway, behind the same edge: Flask
+under gunicorn's sync workers cannot hold thousands of open streams. It reads the
+`jobgate.events` exchange (one exclusive queue per process) and the `job_events` table, and
+authenticates callers with the gateway's own code (`jobgate.authn`).
 """
