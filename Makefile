@@ -7,8 +7,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PACKAGES := -e 'shared[web]' -e auth-service -e gateway -e worker-service -e stats-service \
-	-e examples/task-handlers
-TOOLS := honcho pytest pytest-timeout ruff schemathesis
+	-e client -e examples/task-handlers
+TOOLS := honcho pytest pytest-timeout ruff schemathesis pexpect playwright
 BENCH_TOOLS := celery sqlalchemy  # bench/task_bench.py's comparison, not needed to run Jobgate
 
 help: ## list the targets
@@ -16,11 +16,11 @@ help: ## list the targets
 
 venv: $(STAMP) ## create .venv and install every package, pinned by constraints.txt
 
-$(STAMP): constraints.txt shared/pyproject.toml auth-service/pyproject.toml gateway/pyproject.toml worker-service/pyproject.toml stats-service/pyproject.toml examples/task-handlers/pyproject.toml
+$(STAMP): constraints.txt shared/pyproject.toml auth-service/pyproject.toml gateway/pyproject.toml worker-service/pyproject.toml stats-service/pyproject.toml client/pyproject.toml examples/task-handlers/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
 	$(BIN)/pip install -q -c constraints.txt $(PACKAGES) $(TOOLS) 2>&1 | grep -v "is ignored" || true
-	$(BIN)/python -c "import jobgate_gateway, jobgate_auth, jobgate_worker, jobgate_stats, honcho, pytest"
+	$(BIN)/python -c "import jobgate_gateway, jobgate_auth, jobgate_worker, jobgate_stats, jobgate_client, honcho, pytest"
 	touch $(STAMP)
 
 services: ## start PostgreSQL, RabbitMQ and Redis if installed but stopped; create the database
@@ -33,13 +33,16 @@ engine: ## install Podman (Debian packages) and build the offline busybox image,
 edge: ## install nginx (Debian package), the edge in front of gateway and stats-service, if missing
 	scripts/edge.sh install
 
+browser: ## install Chromium (Debian package) for the dashboard's browser tests, if missing
+	scripts/browser.sh install
+
 migrate: venv services ## apply database migrations
-	$(BIN)/jobgate migrate
+	$(BIN)/jobgate-admin migrate
 
 run: venv services migrate engine edge ## start the whole stack in this terminal (Ctrl-C stops it)
 	scripts/run.sh
 
-test: venv services engine edge js ## run the whole test suite against the real servers
+test: venv services engine edge js browser ## run the whole test suite against the real servers
 	$(BIN)/pytest
 
 js: ## the npm packages the seeds' JavaScript examples need under Node.js (tests/js), if npm is there
@@ -66,4 +69,4 @@ bench: venv services migrate engine ## benchmarks (not tests): print tables, wri
 	$(BIN)/python bench/analytics_bench.py
 	$(BIN)/python bench/streams_bench.py
 
-.PHONY: help venv services engine edge js migrate run test lint fmt bench
+.PHONY: help venv services engine edge js browser migrate run test lint fmt bench

@@ -26,6 +26,14 @@ if ! port_open 5672; then
   as_root rabbitmqctl -q await_startup >/dev/null 2>&1 || true
 fi
 
+# The management console (http://127.0.0.1:15672) is where operators watch and requeue, and
+# the dashboard reads queue depths from its API. The plugin ships with the server.
+if command -v rabbitmq-plugins >/dev/null && ! port_open 15672; then
+  log "enabling the RabbitMQ management plugin"
+  as_root rabbitmq-plugins enable --quiet rabbitmq_management >/dev/null || log "could not enable rabbitmq_management"
+  wait_port 15672 "RabbitMQ management" || true
+fi
+
 if ! port_open 6379; then
   if command -v redis-server >/dev/null; then
     log "starting Redis"

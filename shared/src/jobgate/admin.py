@@ -1,4 +1,7 @@
-"""`jobgate migrate | topology | definitions`: operator commands of the shared library."""
+"""`jobgate-admin migrate | topology | definitions`: operator commands of the shared library.
+
+Named apart from `jobgate`, the command line of the client package, so that a user's
+`jobgate` never touches a database or a broker."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from jobgate.migrate import apply_migrations
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="jobgate")
+    parser = argparse.ArgumentParser(prog="jobgate-admin")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("migrate", help="apply pending database migrations (DATABASE_URL)")
     sub.add_parser("topology", help="declare exchanges and queues on the broker (AMQP_URL)")

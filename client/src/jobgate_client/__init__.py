@@ -1,0 +1,1 @@
+"""Jobgate's Python client: every canonical route, typed errors, streamed transfers."""

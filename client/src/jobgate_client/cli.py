@@ -1,0 +1,5 @@
+"""The `jobgate` command line (being written)."""
+
+
+def main() -> int:
+    raise SystemExit("jobgate: not written yet")
