@@ -7,7 +7,8 @@ from flask import Flask, Response, send_from_directory
 
 from jobgate.config import Settings
 from jobgate.web import Api, init_web
-from jobgate_gateway import auth, auth_proxy, health, proxies, ratelimit
+from jobgate_gateway import auth, auth_proxy, dashboard, health, proxies, ratelimit
+from jobgate_gateway.admin import queues as admin_queues
 from jobgate_gateway.compat import seed000, seed001, seed002, seed003, seed004
 from jobgate_gateway.files import resources as file_resources
 from jobgate_gateway.jobs import resources as job_resources
@@ -69,6 +70,7 @@ def create_app(config: Settings | None = None, *, services: Services | None = No
         file_resources.blp,
         schedule_resources.blp,
         webhook_resources.blp,
+        admin_queues.blp,
         seed000.health_blp,
         seed000.blp,
         seed001.blp,
@@ -82,4 +84,7 @@ def create_app(config: Settings | None = None, *, services: Services | None = No
     ratelimit.limiter.exempt(health.blp)
     ratelimit.limiter.exempt(seed000.health_blp)
     ratelimit.limiter.exempt(seed002.health_blp)
+    # The dashboard's own files: not API operations (no OpenAPI entry), not rate limited.
+    app.register_blueprint(dashboard.blp)
+    ratelimit.limiter.exempt(dashboard.blp)
     return app

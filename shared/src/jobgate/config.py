@@ -10,6 +10,7 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from jobgate import kinds
 
@@ -87,6 +88,11 @@ class CoreSettings:
     # Addresses (or CIDR networks) of proxies whose X-Forwarded-For is believed: the edge.
     trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
 
+    # RabbitMQ's management HTTP API, read for the admins' queue depths (GET
+    # /api/v1/admin/queues). Empty: AMQP_URL's host and credentials on port 15672 (15671 and
+    # https for amqps). The vhost is always AMQP_URL's: the one the services use.
+    rabbitmq_management_url: str = ""
+
     # analytics: housekeeping folds the job-change deltas into the rollups (jobgate.analytics)
     analytics_compact_batch: int = 10000  # deltas folded per transaction
     analytics_compact_max_batches: int = 100  # transactions per round at most (0 = no folding)
@@ -127,6 +133,48 @@ class CoreSettings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+    @property
+    def rabbitmq_management(self) -> ManagementApi:
+        """Where RABBITMQ_MANAGEMENT_URL (or AMQP_URL's host) says the management API is,
+        with the credentials to use and the services' vhost."""
+        return management_api(self.amqp_url, self.rabbitmq_management_url)
+
+
+@dataclasses.dataclass(frozen=True)
+class ManagementApi:
+    """RabbitMQ's management HTTP API: its base URL (no credentials in it), the user and
+    password for HTTP Basic, and the vhost whose queues matter (AMQP_URL's)."""
+
+    base_url: str
+    username: str
+    password: str
+    vhost: str
+
+
+def management_api(amqp_url: str, management_url: str = "") -> ManagementApi:
+    """The management API for `amqp_url`: `management_url` when given (its own credentials,
+    else AMQP's), else the broker's host on 15672 (15671 over TLS) with AMQP's credentials.
+    The vhost is AMQP_URL's path (`/` when there is none, RabbitMQ's default)."""
+    amqp = urlsplit(amqp_url)
+    path = amqp.path[1:] if amqp.path.startswith("/") else amqp.path
+    vhost = unquote(path) if path else "/"
+    username, password = unquote(amqp.username or "guest"), unquote(amqp.password or "guest")
+    if management_url:
+        given = urlsplit(management_url)
+        if given.username is not None:
+            username, password = unquote(given.username), unquote(given.password or "")
+        host = given.hostname or "127.0.0.1"
+        netloc = f"[{host}]" if ":" in host else host
+        if given.port is not None:
+            netloc += f":{given.port}"
+        base = urlunsplit((given.scheme or "http", netloc, given.path.rstrip("/"), "", ""))
+    else:
+        tls = amqp.scheme == "amqps"
+        host = amqp.hostname or "127.0.0.1"
+        netloc = f"[{host}]" if ":" in host else host
+        base = f"{'https' if tls else 'http'}://{netloc}:{15671 if tls else 15672}"
+    return ManagementApi(base_url=base, username=username, password=password, vhost=vhost)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -53,6 +53,7 @@ ROUTES = [
     Route("/api/v1/analytics/dashboard", analytics.dashboard),
     Route("/api/v1/analytics/trends", analytics.trends),
     Route("/api/v1/analytics/export", analytics.export),
+    WebSocketRoute("/ws/jobs", streams.ws_jobs),
     WebSocketRoute("/ws/jobs/{job_id}", streams.ws_job),
     WebSocketRoute("/ws/tasks", streams.ws_tasks),
     WebSocketRoute("/ws/metrics", streams.ws_metrics),

@@ -4,6 +4,9 @@ seed's message shapes, and drains its own bounded queue to the client.
 - `/ws/jobs/{job_id}` (seed 002's WebSocket, any kind): a snapshot, then progress ticks,
   per-file events of a cache job (seed 000), container events, state changes; closed (1000)
   once the job finishes.
+- `/ws/jobs` (the dashboard's job list): every job of the caller (an admin's: every job),
+  optionally of one `kind`: each state change (a new job's `created` included) and live
+  progress ticks, so one stream keeps a whole list moving. Never closed by the server.
 - `GET /api/v1/jobs/{job_id}/events`: Server-Sent Events replayed from `job_events` after
   `Last-Event-ID`, then live from the same table, so a reconnect loses nothing; with
   `?format=json` the job's timeline as one JSON document.
@@ -31,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from jobgate import jobs
+from jobgate import jobs, kinds
 from jobgate.errors import InvalidRequest, JobgateError, NotFound
 from jobgate.identity import Principal
 from jobgate.jobs import events as job_events
@@ -168,6 +171,40 @@ def render_sse(event: Event) -> Outgoing | None:
         event=event.name,
         closes=event.terminal,
     )
+
+
+def render_jobs_ws(event: Event) -> Outgoing | None:
+    """`/ws/jobs`: state changes from the table (every one, in order, with the counters)
+    and progress ticks from the broker (live, droppable); per-file and container events are
+    left to the job's own stream. A tick may arrive after its job's final state (the two
+    sources race; see `pump`): a client ignores ticks of a job it knows has finished."""
+    data = event.data
+    base = {"job_id": event.job_id, "kind": event.kind, "owner_id": event.owner_id}
+    if event.name == "progress" and event.source == "broker":
+        body: dict[str, Any] = {
+            "type": "progress",
+            **base,
+            "status": "running",
+            "timestamp": event.ts or now_iso_ms(),
+            **(job_progress(data) or {}),
+            "throughput": throughput(data.get("throughput_bps")),
+        }
+        return Outgoing(_dumps(body), droppable=True)
+    if event.source != "db" or event.name == "progress":
+        return None
+    body = {
+        "type": "status",
+        "event": event.name,
+        **base,
+        "status": data.get("status"),
+        "error": data.get("error"),
+        "attempt": data.get("attempt"),
+        "name": data.get("name"),
+        "event_id": event.id,
+        "timestamp": event.ts,
+        **(job_progress(data) or {}),
+    }
+    return Outgoing(_dumps(body), event_id=event.id)
 
 
 SEED004_STATUS = {"retrying": "pending"}
@@ -360,6 +397,7 @@ class Stream:
     where: dict[str, Any]
     prepare: Callable[[], Awaitable[tuple[list[str], bool]]] | None = None
     on_close: Callable[[], None] | None = None
+    accepts: Callable[[Event], bool] | None = None  # which of the hub's events it takes
 
 
 async def serve_websocket(
@@ -375,7 +413,11 @@ async def serve_websocket(
     except JobgateError as exc:
         await deny(websocket, exc)
         return
-    subscriber = Subscriber(stream.render, limit=settings.stats_client_queue)
+    subscriber = Subscriber(
+        stream.render,
+        limit=settings.stats_client_queue,
+        **({"accepts": stream.accepts} if stream.accepts else {}),
+    )
     services.hub.add(subscriber, **stream.where)
     try:
         try:
@@ -415,6 +457,43 @@ async def ws_job(websocket: WebSocket) -> None:
             return [snapshot_message(job)], job["status"] in jobs.TERMINAL
 
         return Stream(render_job_ws, {"job_id": job_id}, prepare)
+
+    await serve_websocket(websocket, open_stream)
+
+
+def _kind_filter(websocket: WebSocket) -> str | None:
+    kind = websocket.query_params.get("kind") or None
+    if kind is not None and kind not in kinds.names():
+        raise InvalidRequest(
+            f"Unknown job kind '{kind[:40]}'",
+            details={"field": "kind", "supported": list(kinds.names())},
+        )
+    return kind
+
+
+async def ws_jobs(websocket: WebSocket) -> None:
+    """Every job of the caller on one stream: a `subscribed` message once the stream is in
+    the hub (load the list after it, and nothing is missed), then `status` and `progress`
+    messages. Internal kinds' jobs (webhook deliveries) write no state-change rows; their
+    ticks are not shown unless `kind` names them."""
+
+    async def open_stream(principal: Principal) -> Stream:
+        kind = _kind_filter(websocket)
+        internal = frozenset(spec.name for spec in kinds.specs() if spec.internal)
+
+        def accepts(event: Event) -> bool:
+            return event.kind == kind if kind is not None else event.kind not in internal
+
+        async def prepare() -> tuple[list[str], bool]:
+            hello = {
+                "type": "subscribed",
+                "scope": "all" if principal.is_admin else "own",
+                "kind": kind,
+                "timestamp": now_iso_ms(),
+            }
+            return [_dumps(hello)], False
+
+        return Stream(render_jobs_ws, _mine(principal), prepare, accepts=accepts)
 
     await serve_websocket(websocket, open_stream)
 
