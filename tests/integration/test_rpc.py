@@ -101,3 +101,17 @@ def test_an_unreachable_broker_is_a_503() -> None:
     client = RpcClient("amqp://guest:guest@127.0.0.1:1/%2F", "jobgate.rpc.x", timeout_s=1)
     with pytest.raises(ServiceUnavailable):
         client.call("echo")
+
+
+def test_a_connection_the_broker_closed_while_idle_is_replaced_not_a_503(amqp_url, queue, server):
+    """A blocking connection answers heartbeats only while in use: the broker closes one left
+    idle past its heartbeat timeout. The next call opens a new connection and is answered."""
+    client = RpcClient(amqp_url, queue, timeout_s=5, heartbeat=1)
+    try:
+        assert client.call("echo", {"n": 1}) == {"echo": {"n": 1}}
+        first = client._local.state.connection
+        time.sleep(5)  # idle: the client sends no heartbeats, the broker gives up on it
+        assert client.call("echo", {"n": 2}) == {"echo": {"n": 2}}
+        assert client._local.state.connection is not first
+    finally:
+        client.close()

@@ -51,12 +51,20 @@ def declare_queue(channel: Any, queue: str) -> None:
 
 class RpcClient:
     """Calls methods of the server of one queue. One connection per thread (pika's
-    connections are not thread-safe), opened on first use and again after a failure."""
+    connections are not thread-safe), opened on first use and again after a failure.
 
-    def __init__(self, amqp_url: str, queue: str, *, timeout_s: float = 10.0) -> None:
+    A blocking connection answers heartbeats only while it is used, so the broker closes one
+    that sat idle (a gateway thread that served no container route for a while); each call
+    therefore first reads what the connection has pending, which finds such a close before
+    anything is sent, and opens a new connection instead of answering 503."""
+
+    def __init__(
+        self, amqp_url: str, queue: str, *, timeout_s: float = 10.0, heartbeat: int | None = None
+    ) -> None:
         self.amqp_url = amqp_url
         self.queue = queue
         self.timeout_s = timeout_s
+        self.heartbeat = heartbeat
         self._local = threading.local()
 
     def call(
@@ -114,9 +122,16 @@ class RpcClient:
     def _open(self) -> Any:
         state = getattr(self._local, "state", None)
         if state is not None and state.channel.is_open:
-            return state
+            try:
+                state.connection.process_data_events(time_limit=0)
+                return state
+            except CONNECTION_ERRORS as exc:
+                log.info(
+                    "rpc %s: the idle connection was closed (%r); opening another", self.queue, exc
+                )
         self._drop()
-        connection = pika.BlockingConnection(connection_parameters(self.amqp_url))
+        params = connection_parameters(self.amqp_url, heartbeat=self.heartbeat)
+        connection = pika.BlockingConnection(params)
         channel = connection.channel()
         replies: dict[str, Any] = {}
 
