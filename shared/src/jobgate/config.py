@@ -69,6 +69,8 @@ class CoreSettings:
     worker_concurrency: int = 1
     worker_grace_seconds: float = 30.0
     worker_metrics_port: int = 0  # 0 = no metrics endpoint
+    # Its address: loopback keeps it private; a cluster sets 0.0.0.0 (probes, scraping).
+    worker_metrics_host: str = "127.0.0.1"
     outbox_relay_seconds: float = 2.0
     stale_requeue_seconds: float = 3600.0
     job_events_retention_days: int = 30  # job_events older than this are swept (not queued ones)

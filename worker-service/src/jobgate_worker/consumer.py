@@ -133,7 +133,7 @@ class Worker:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self.request_stop)
             signal.signal(signal.SIGINT, self.request_stop)
-        metrics.start_server(self.settings.worker_metrics_port)
+        metrics.start_server(self.settings)
         # Leases are renewed on a thread of their own (DB only), so broker trouble in the
         # housekeeping thread can never let a healthy job's lease lapse.
         every = {"interval_s": self.settings.worker_heartbeat_seconds, "stop": self._exiting}

@@ -1,8 +1,15 @@
-"""Prometheus metrics of a worker process, served on WORKER_METRICS_PORT when set."""
+"""Prometheus metrics of a worker (and the scheduler) process, served on WORKER_METRICS_PORT
+when set, bound to WORKER_METRICS_HOST: loopback by default (local runs stay private), all
+addresses in a cluster, where the kubelet probes it and Prometheus scrapes it."""
 
 from __future__ import annotations
 
+import threading
+from wsgiref.simple_server import WSGIServer
+
 from prometheus_client import Counter, Histogram, start_http_server
+
+from jobgate.config import Settings
 
 JOBS = Counter("jobgate_worker_jobs_total", "Job attempts by outcome", ["kind", "outcome"])
 DURATION = Histogram(
@@ -18,9 +25,12 @@ CONVERTED_MEDIA = Counter(
 )
 
 
-def start_server(port: int) -> None:
-    if port:
-        start_http_server(port, addr="127.0.0.1")
+def start_server(settings: Settings) -> tuple[WSGIServer, threading.Thread] | None:
+    """Serve /metrics on a daemon thread at WORKER_METRICS_HOST:WORKER_METRICS_PORT; nothing
+    when the port is 0. Returns the server (and its thread), so a caller may shut it down."""
+    if not settings.worker_metrics_port:
+        return None
+    return start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
 
 
 def observe(kind: str, outcome: str, seconds: float) -> None:

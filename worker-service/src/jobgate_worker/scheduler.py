@@ -113,7 +113,7 @@ class Scheduler:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self.request_stop)
             signal.signal(signal.SIGINT, self.request_stop)
-        metrics.start_server(self.settings.worker_metrics_port)  # also the image's liveness
+        metrics.start_server(self.settings)  # also the image's liveness
         heartbeat = rounds_thread(
             "heartbeat",
             self.beat,
