@@ -79,6 +79,7 @@ bench: venv services migrate engine ## benchmarks (not tests): print tables, wri
 	$(BIN)/python bench/scrape_bench.py
 	$(BIN)/python bench/container_bench.py
 	$(BIN)/python bench/task_bench.py
+	$(BIN)/python bench/batch_bench.py
 	$(BIN)/python bench/analytics_bench.py
 	$(BIN)/python bench/streams_bench.py
 

@@ -264,3 +264,21 @@ def test_a_user_sees_only_their_own_jobs(stack, client):
             list(bob.jobs.watch(admins_job["id"]))
         with pytest.raises(Forbidden):
             bob.users.list()
+
+
+def test_many_jobs_of_mixed_kinds_go_in_batches_and_are_processed(client):
+    """`submit_many` through the edge: 1,001 jobs make two batch requests; the workers run
+    them, and sending the same bodies with the same keys again creates nothing."""
+    wanted = [{"kind": "task", "name": "echo", "payload": {"n": n}} for n in range(1000)]
+    wanted.append({"kind": "cache", "directories": ["tree/shoot00"]})
+    for n, body in enumerate(wanted):
+        body["idempotency_key"] = f"batch-e2e-{os.getpid()}-{n}"
+    jobs = client.jobs.submit_many(wanted)
+    assert [j["kind"] for j in jobs] == ["task"] * 1000 + ["cache"]
+    assert all(j["created"] for j in jobs) and len({j["id"] for j in jobs}) == 1001
+    again = client.jobs.submit_many(wanted)
+    assert [j["id"] for j in again] == [j["id"] for j in jobs]
+    assert not any(j["created"] for j in again)
+    assert client.jobs.wait(jobs[-1]["id"])["status"] == "completed"
+    for job in (jobs[0], jobs[500], jobs[999]):
+        assert client.jobs.wait(job["id"])["result"] == job["params"]["payload"]

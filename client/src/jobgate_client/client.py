@@ -47,6 +47,7 @@ from jobgate_client.transfer import Progress
 from jobgate_client.transport import DEFAULT_URL, HttpTransport, TokensCallback
 
 JOB_OPTIONS = ("priority", "max_attempts", "backoff", "backoff_seconds")
+BATCH_MAX = 1000  # jobs in one `POST /api/v1/jobs/batch`
 
 
 def _clean(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -101,6 +102,34 @@ class Jobs(_Area):
         return cast(
             Job, self.http.json("POST", "/api/v1/jobs", json=body, headers={"Idempotency-Key": key})
         )
+
+    def submit_many(
+        self, jobs: Sequence[Mapping[str, Any]], *, batch_size: int = BATCH_MAX
+    ) -> list[Job]:
+        """Submit many jobs, each a `POST /api/v1/jobs` body (`kind`, its params, options,
+        optional `idempotency_key`), through `POST /api/v1/jobs/batch` in batches of at most
+        1,000; the jobs in the order given. Each item without a key gets a new one, so a
+        batch is safe to retry (its jobs answer as the first time, `created` false). Each
+        batch is all or nothing; batches before a failing one stay submitted."""
+        if not 1 <= batch_size <= BATCH_MAX:
+            raise ValueError(f"batch_size must be 1-{BATCH_MAX}")
+        items = [
+            {**_clean(job), "idempotency_key": job.get("idempotency_key") or uuid.uuid4().hex}
+            for job in jobs
+        ]
+        submitted: list[Job] = []
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            # Every item carries its key, so the request may be retried: the header only
+            # tells the transport so (the route answers by the items' own keys).
+            body = self.http.json(
+                "POST",
+                "/api/v1/jobs/batch",
+                json={"jobs": chunk},
+                headers={"Idempotency-Key": uuid.uuid4().hex},
+            )
+            submitted.extend(cast(list[Job], body["jobs"]))
+        return submitted
 
     def cache(
         self,

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pika.exceptions
+import psycopg2.extras
 
 from jobgate import db
 from jobgate.broker import (
@@ -77,6 +78,37 @@ def add_job_message(
     )
 
 
+def add_job_messages(
+    conn: db.Connection, *, jobs: Sequence[dict[str, Any]], app_id: str, request_id: str | None
+) -> list[int]:
+    """`add_job_message` for many new jobs in one statement (a batch submission); the ids
+    in the jobs' order."""
+    if not jobs:
+        return []
+    values = []
+    for job in jobs:
+        attempt = int(job["attempt"]) + 1
+        message = JobMessage(job_id=str(job["id"]), kind=job["kind"], attempt=attempt)
+        properties = job_message_properties(
+            job_id=str(job["id"]),
+            attempt=attempt,
+            priority=int(job["priority"]),
+            owner_id=str(job["owner_id"]),
+            request_id=request_id or job.get("request_id"),
+            app_id=app_id,
+        )
+        values.append((JOBS_EXCHANGE, job["kind"], message.to_body(), properties))
+    with conn.cursor() as cur:
+        rows = psycopg2.extras.execute_values(
+            cur,
+            "INSERT INTO outbox (exchange, routing_key, body, properties) VALUES %s RETURNING id",
+            values,
+            page_size=len(values),
+            fetch=True,
+        )
+    return [int(row["id"]) for row in rows]
+
+
 def relay(
     database: db.Database,
     publisher: Publisher,
@@ -91,7 +123,7 @@ def relay(
     twice at once; a row is deleted only after the broker confirmed it. Returns the
     number published; stops at the first broker failure and leaves the rest.
     """
-    published = 0
+    confirmed: list[int] = []
     with database.transaction() as conn:
         if ids is not None:
             rows = db.fetch_all(
@@ -121,9 +153,12 @@ def relay(
                 if isinstance(exc, REFUSED):
                     continue  # this row only: the ones after it may well go through
                 break  # the broker is gone: try again next round
-            db.execute(conn, "DELETE FROM outbox WHERE id = %s", (row["id"],))
-            published += 1
-    return published
+            confirmed.append(row["id"])
+        # One statement for every confirmed row (a batch submission's are many); the rows
+        # stay locked until this commits, so no other relay publishes them meanwhile.
+        if confirmed:
+            db.execute(conn, "DELETE FROM outbox WHERE id = ANY(%s)", (confirmed,))
+    return len(confirmed)
 
 
 def pending_count(conn: db.Connection) -> int:

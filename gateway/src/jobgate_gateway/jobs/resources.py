@@ -9,8 +9,10 @@ from flask import Response, request
 from flask.views import MethodView
 
 from jobgate import files, jobs, kinds
-from jobgate.errors import InvalidRequest, NotFound
+from jobgate.errors import Forbidden, InvalidRequest, JobgateError, NotFound
+from jobgate.identity import Principal
 from jobgate.jobs import job_logs
+from jobgate.jobs.submission import Submission
 from jobgate.web import WITH_DETAIL, Blueprint, load_or_400
 from jobgate_gateway import ratelimit
 from jobgate_gateway.auth import authenticate_blueprint, require_auth
@@ -18,6 +20,10 @@ from jobgate_gateway.files.resources import DOWNLOAD_RESPONSES
 from jobgate_gateway.files.views import file_to_dict, send_stored_file
 from jobgate_gateway.jobs import service
 from jobgate_gateway.jobs.schemas import (
+    BATCH_MAX,
+    JobBatchCreateSchema,
+    JobBatchItemOptionsSchema,
+    JobBatchSchema,
     JobCreateSchema,
     JobDetailSchema,
     JobListQuerySchema,
@@ -29,7 +35,7 @@ from jobgate_gateway.jobs.schemas import (
     kind_request_schemas,
 )
 from jobgate_gateway.jobs.views import job_to_dict, kind_hook
-from jobgate_gateway.services import services
+from jobgate_gateway.services import Services, services
 from jobgate_gateway.timefmt import iso_ms
 
 blp = Blueprint(
@@ -63,6 +69,32 @@ JOB_REQUEST_BODY = {
     },
 }
 
+BATCH_REQUEST_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["jobs"],
+                "properties": {
+                    "jobs": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": BATCH_MAX,
+                        "items": {
+                            "oneOf": list(
+                                kind_request_schemas(
+                                    JobBatchItemOptionsSchema, suffix="BatchItem"
+                                ).values()
+                            ),
+                            "discriminator": {"propertyName": "kind"},
+                        },
+                    }
+                },
+            }
+        }
+    },
+}
 
 LIST_HEADERS = {
     "X-Total-Count": {"description": "jobs matching the filters", "schema": {"type": "integer"}},
@@ -70,11 +102,40 @@ LIST_HEADERS = {
 }
 
 
-def _split_options(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    option_names = set(JobOptionsSchema().fields)
-    params = {k: v for k, v in body.items() if k not in option_names and k != "kind"}
-    options = load_or_400(JobOptionsSchema(), {k: v for k, v in body.items() if k in option_names})
+OPTION_NAMES = frozenset(JobOptionsSchema().fields)
+
+
+def _split_options(
+    body: dict[str, Any], schema: JobOptionsSchema | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The kind's params and the job's options of a body (`schema`: one to reuse)."""
+    params = {k: v for k, v in body.items() if k not in OPTION_NAMES and k != "kind"}
+    options = load_or_400(
+        schema or JobOptionsSchema(), {k: v for k, v in body.items() if k in OPTION_NAMES}
+    )
     return params, {k: v for k, v in options.items() if v is not None}
+
+
+def _kind_of(body: dict[str, Any]) -> tuple[kinds.KindSpec, dict[str, Any]]:
+    """The submitted kind's spec, and the body with `kind` set (a body with `mode` and no
+    `kind` is seed 002's: a scrape job); 400 for a missing, unknown or internal kind."""
+    if "kind" not in body and "mode" in body:
+        body = {**body, "kind": SEED002_KIND}
+    if "kind" not in body:
+        raise InvalidRequest(
+            "Request validation failed",
+            details={"fields": {"kind": ["Missing data for required field."]}},
+        )
+    try:
+        spec = kinds.get(body["kind"])
+        if spec.internal:  # made by the platform (webhook deliveries), never submitted
+            raise kinds.UnknownKind(spec.name)
+    except (kinds.UnknownKind, TypeError):
+        supported = [s.name for s in kinds.specs() if not s.internal]
+        raise InvalidRequest(
+            f"Unsupported job kind '{body['kind']}'", details={"supported": supported}
+        ) from None
+    return spec, body
 
 
 @blp.route("")
@@ -89,22 +150,7 @@ class Jobs(MethodView):
         """Submit a job: `kind` plus the kind's parameters and optional retry policy. A body
         with `mode` and no `kind` is seed 002's: a scrape job."""
         principal = require_auth("jobs:write")
-        if "kind" not in body and "mode" in body:
-            body = {**body, "kind": SEED002_KIND}
-        if "kind" not in body:
-            raise InvalidRequest(
-                "Request validation failed",
-                details={"fields": {"kind": ["Missing data for required field."]}},
-            )
-        try:
-            spec = kinds.get(body["kind"])
-            if spec.internal:  # made by the platform (webhook deliveries), never submitted
-                raise kinds.UnknownKind(spec.name)
-        except kinds.UnknownKind:
-            supported = [s.name for s in kinds.specs() if not s.internal]
-            raise InvalidRequest(
-                f"Unsupported job kind '{body['kind']}'", details={"supported": supported}
-            ) from None
+        spec, body = _kind_of(body)
         raw_params, options = _split_options(body)
         params = load_or_400(spec.params(), raw_params)
         key = service.idempotency_key()
@@ -138,6 +184,86 @@ class Jobs(MethodView):
         if links:
             headers["Link"] = links
         return [job_to_dict(r) for r in rows], 200, headers
+
+
+class _BatchSchemas:
+    """Schema instances shared by a batch's items: building a marshmallow schema costs
+    more than loading one small body with it."""
+
+    def __init__(self) -> None:
+        self.options = JobOptionsSchema()
+        self.key = JobBatchItemOptionsSchema(only=("idempotency_key",))
+        self.params: dict[str, Any] = {}
+
+    def params_of(self, spec: kinds.KindSpec) -> Any:
+        if spec.name not in self.params:
+            self.params[spec.name] = spec.params()
+        return self.params[spec.name]
+
+
+def _prepare_item(
+    svc: Services, principal: Principal, item: dict[str, Any], schemas: _BatchSchemas
+) -> tuple[Submission, str | None]:
+    """One batch item validated and planned (nothing written): (Submission, its key)."""
+    spec, item = _kind_of(item)
+    key = None
+    if "idempotency_key" in item:
+        key = load_or_400(schemas.key, {"idempotency_key": item["idempotency_key"]}).get(
+            "idempotency_key"
+        )
+    raw_params, options = _split_options(
+        {k: v for k, v in item.items() if k != "idempotency_key"}, schemas.options
+    )
+    params = load_or_400(schemas.params_of(spec), raw_params)
+    prepare = spec.api_hook("prepare")
+    if prepare is None:
+        raise InvalidRequest(f"Jobs of kind '{spec.name}' cannot be submitted in a batch")
+    return prepare(svc, principal, params, options), key
+
+
+@blp.route("/batch", methods=["POST"])
+@ratelimit.create_limit
+@blp.arguments(JobBatchCreateSchema)
+@blp.doc(requestBody=BATCH_REQUEST_BODY)
+@blp.response(201, JobBatchSchema)
+def batch(body: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """Submit up to 1,000 jobs of any kinds in one transaction: each item is a
+    `POST /api/v1/jobs` body plus an optional `idempotency_key`. All or nothing: any invalid
+    item is a 400 with `details.items` by index and nothing is written. An item whose key
+    was used before answers the first job (`created: false`); the batch counts as one
+    request against the create rate limit."""
+    principal = require_auth("jobs:write")
+    svc = services()
+    prepared, keys, errors, schemas = [], [], {}, _BatchSchemas()
+    for index, item in enumerate(body["jobs"]):
+        try:
+            submission, key = _prepare_item(svc, principal, item, schemas)
+        except Forbidden as exc:  # the credential, not the item: the whole batch is refused
+            raise Forbidden(exc.message, details={**exc.details, "index": index}) from None
+        except JobgateError as exc:
+            if exc.status != 400:
+                raise
+            errors[str(index)] = {"message": exc.message, **exc.details}
+            continue
+        prepared.append(submission)
+        keys.append(key)
+    if errors:
+        raise InvalidRequest(
+            f"{len(errors)} of {len(body['jobs'])} jobs are invalid; none was submitted",
+            details={"items": errors},
+        )
+    seen: dict[str, int] = {}
+    for index, key in enumerate(keys):
+        if key is not None and key in seen:
+            raise InvalidRequest(
+                "Idempotency keys must be unique within a batch",
+                details={"items": {str(index): {"message": f"same key as item {seen[key]}"}}},
+            )
+        if key is not None:
+            seen[key] = index
+    answers = service.submit_batch(svc, principal, prepared, keys)
+    listed = [{**job_to_dict(job), "created": created} for job, created in answers]
+    return {"jobs": listed, "created": sum(created for _, created in answers)}, 201
 
 
 def page_links(*, total: int, limit: int, offset: int) -> str:

@@ -29,6 +29,24 @@ class JobCreateSchema(Schema):
     )
 
 
+BATCH_MAX = 1000  # jobs in one `POST /api/v1/jobs/batch`
+
+
+class JobBatchItemOptionsSchema(JobOptionsSchema):
+    """A batch item's options: every job's, plus its own idempotency key."""
+
+    idempotency_key = fields.String(
+        validate=[validate.Length(1, 255), validate.Regexp(r"^[ -~]+$")],
+        metadata={"description": "the same owner and key answer the first job (created false)"},
+    )
+
+
+class JobBatchCreateSchema(Schema):
+    """`{"jobs": [...]}`: each item is a `POST /api/v1/jobs` body (the route checks each)."""
+
+    jobs = fields.List(fields.Dict(), required=True, validate=validate.Length(1, BATCH_MAX))
+
+
 def kind_request_schemas(
     common: type[Schema], *, suffix: str, schedulable_only: bool = False
 ) -> dict[str, type[Schema]]:
@@ -136,6 +154,20 @@ class JobSchema(Schema):
     # webhook (internal): the delivery's webhook and event type
     webhook_id = fields.String(metadata={"description": "webhook delivery: its webhook"})
     event_type = fields.String(metadata={"description": "webhook delivery: e.g. job.completed"})
+
+
+class BatchJobSchema(JobSchema):
+    created = fields.Boolean(
+        required=True,
+        metadata={"description": "false: its idempotency key answered an earlier job"},
+    )
+
+
+class JobBatchSchema(Schema):
+    """`POST /api/v1/jobs/batch`: the jobs in request order, and how many are new."""
+
+    jobs = fields.List(fields.Nested(BatchJobSchema), required=True)
+    created = fields.Integer(required=True)
 
 
 class JobDetailSchema(Schema):

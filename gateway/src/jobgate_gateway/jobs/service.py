@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +20,7 @@ from jobgate import files, jobs, kinds, outbox
 from jobgate.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from jobgate.identity import Principal
 from jobgate.jobs import job_items, submission
+from jobgate.jobs.submission import Submission
 from jobgate.kinds import KindSpec
 from jobgate_gateway.auth import can_access, require_auth
 from jobgate_gateway.jobs.views import kind_hook
@@ -120,6 +122,41 @@ def list_owner(principal: Principal, *, owner: Any = None, kind: str | None = No
     return principal.user_id
 
 
+def prepare_planned(
+    svc: Services,
+    principal: Principal,
+    spec: KindSpec,
+    params: dict[str, Any],
+    options: dict[str, Any],
+) -> Submission:
+    """A job as its kind's plan makes it (`KindSpec.make_plan`: the path a schedule's run
+    takes too), not yet written: the kind's own `prepare` when it needs nothing else."""
+    plan = spec.make_plan(None, svc.settings, principal.user_id, params)
+    return Submission(
+        kind=spec.name,
+        params=plan.params,
+        items=plan.items,
+        bytes_total=plan.bytes_total,
+        options=options,
+    )
+
+
+def submit_prepared(
+    svc: Services, principal: Principal, prepared: Submission, idempotency_key: str | None
+) -> tuple[dict[str, Any], bool]:
+    """Write one prepared job in its own transaction (`submit_job`)."""
+    return submit_job(
+        svc,
+        principal,
+        kind=prepared.kind,
+        params=prepared.params,
+        items=prepared.items,
+        bytes_total=prepared.bytes_total,
+        options=prepared.options,
+        idempotency_key=idempotency_key,
+    )
+
+
 def submit_planned(
     svc: Services,
     principal: Principal,
@@ -128,19 +165,74 @@ def submit_planned(
     options: dict[str, Any],
     idempotency_key: str | None,
 ) -> tuple[dict[str, Any], bool]:
-    """Submit a job as its kind's plan makes it (`KindSpec.make_plan`: the path a
-    schedule's run takes too): the kind's own `submit` when it needs nothing else."""
-    plan = spec.make_plan(None, svc.settings, principal.user_id, params)
-    return submit_job(
-        svc,
-        principal,
-        kind=spec.name,
-        params=plan.params,
-        items=plan.items,
-        bytes_total=plan.bytes_total,
-        options=options,
-        idempotency_key=idempotency_key,
-    )
+    """Plan and write one job (`prepare_planned`, then `submit_prepared`)."""
+    prepared = prepare_planned(svc, principal, spec, params, options)
+    return submit_prepared(svc, principal, prepared, idempotency_key)
+
+
+def submit_batch(
+    svc: Services,
+    principal: Principal,
+    submissions: Sequence[Submission],
+    keys: Sequence[str | None],
+) -> list[tuple[dict[str, Any], bool]]:
+    """Write prepared jobs, their items and outbox messages in ONE transaction (a handful
+    of multi-row statements, whatever the count), then publish; (job, created) in order.
+
+    A key this owner used in an earlier request answers its item with that first job
+    (created False); the same key with a different kind or params is a 409 naming the item,
+    and nothing is written. Keys are unique within `keys` (the route checks)."""
+    settings = svc.settings
+    request_id = g.get("request_id")
+    rows = [
+        {
+            "id": jobs.new_job_id(),
+            "kind": sub.kind,
+            "owner_id": principal.user_id,
+            "params": sub.params,
+            "priority": sub.options.get("priority", 5),
+            "max_attempts": sub.options.get("max_attempts") or settings.job_max_attempts,
+            "backoff": sub.options.get("backoff") or settings.job_backoff,
+            "backoff_seconds": sub.options.get("backoff_seconds", settings.job_backoff_seconds),
+            "idempotency_key": key,
+            "request_id": request_id,
+            "items_total": len(sub.items),
+            "bytes_total": sub.bytes_total,
+        }
+        for sub, key in zip(submissions, keys, strict=True)
+    ]
+    with svc.db.transaction() as conn:
+        inserted = {str(row["id"]): row for row in submission.create_jobs(conn, rows)}
+        missed = [row["idempotency_key"] for row in rows if row["id"] not in inserted]
+        earlier = submission.get_by_idempotency_keys(conn, owner_id=principal.user_id, keys=missed)
+        answers: list[tuple[dict[str, Any], bool]] = []
+        for index, row in enumerate(rows):
+            if row["id"] in inserted:
+                answers.append((inserted[row["id"]], True))
+                continue
+            existing = earlier[row["idempotency_key"]]
+            if existing["kind"] != row["kind"] or existing["params"] != row["params"]:
+                raise Conflict(
+                    "Idempotency-Key was already used for a different request",
+                    details={"index": index, "job_id": str(existing["id"])},
+                )
+            answers.append((existing, False))
+        new_jobs = [job for job, created in answers if created]
+        submission.insert_items_of_jobs(
+            conn,
+            [
+                (str(job["id"]), sub.items)
+                for (job, created), sub in zip(answers, submissions, strict=True)
+                if created and sub.items
+            ],
+        )
+        outbox_ids = outbox.add_job_messages(
+            conn, jobs=new_jobs, app_id=APP_ID, request_id=request_id
+        )
+    svc.publish_after_commit(outbox_ids)
+    for kind, count in Counter(job["kind"] for job in new_jobs).items():
+        JOBS_CREATED.labels(kind).inc(count)
+    return answers
 
 
 def find_job(

@@ -14,8 +14,9 @@ from typing import Any
 from jobgate import files
 from jobgate.errors import Forbidden, InvalidRequest
 from jobgate.identity import Principal
+from jobgate.jobs.submission import Submission
 from jobgate.kinds import container
-from jobgate_gateway.jobs.service import submit_job
+from jobgate_gateway.jobs.service import submit_prepared
 from jobgate_gateway.services import Services
 
 SCOPE = "containers"
@@ -67,13 +68,9 @@ def check_options(options: dict[str, Any]) -> None:
         )
 
 
-def submit(
-    svc: Services,
-    principal: Principal,
-    params: dict[str, Any],
-    options: dict[str, Any],
-    idempotency_key: str | None,
-) -> tuple[dict[str, Any], bool]:
+def prepare(
+    svc: Services, principal: Principal, params: dict[str, Any], options: dict[str, Any]
+) -> Submission:
     """Scope, then options, image and inputs (each input missing is named in one 400), then
     the job; its params are stored as the contract dumps them, for the worker to load."""
     require_scope(principal)
@@ -84,13 +81,21 @@ def submit(
         raise InvalidRequest(
             f"Input files not found: {', '.join(missing[:20])}", details={"missing": missing}
         )
-    return submit_job(
-        svc,
-        principal,
-        kind=container.SPEC.name,
-        params=container.SPEC.dump_params(params),
-        options=options,
-        idempotency_key=idempotency_key,
+    return Submission(
+        kind=container.SPEC.name, params=container.SPEC.dump_params(params), options=options
+    )
+
+
+def submit(
+    svc: Services,
+    principal: Principal,
+    params: dict[str, Any],
+    options: dict[str, Any],
+    idempotency_key: str | None,
+) -> tuple[dict[str, Any], bool]:
+    """`prepare`, then the job in its own transaction."""
+    return submit_prepared(
+        svc, principal, prepare(svc, principal, params, options), idempotency_key
     )
 
 

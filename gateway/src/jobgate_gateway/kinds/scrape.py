@@ -14,9 +14,10 @@ from typing import Any
 from jobgate import db, jobs, videos
 from jobgate.errors import Conflict, InvalidRequest
 from jobgate.identity import Principal
+from jobgate.jobs.submission import Submission
 from jobgate.kinds import scrape
 from jobgate.web import load_or_400
-from jobgate_gateway.jobs.service import submit_job
+from jobgate_gateway.jobs.service import submit_prepared
 from jobgate_gateway.services import Services
 from jobgate_gateway.timefmt import iso_ms
 
@@ -24,13 +25,9 @@ FILES_CONTENT = "/api/v1/files/{}/content"
 JOB_VIDEOS_SHOWN = 500  # videos listed in one job's status body (a job holds at most 200)
 
 
-def submit(
-    svc: Services,
-    principal: Principal,
-    params: dict[str, Any],
-    options: dict[str, Any],
-    idempotency_key: str | None,
-) -> tuple[dict[str, Any], bool]:
+def prepare(
+    svc: Services, principal: Principal, params: dict[str, Any], options: dict[str, Any]
+) -> Submission:
     """The worker lists the source, so a job starts without items; named `video_ids` must
     be the caller's own videos (a 400 names the others)."""
     if params.get("video_ids"):
@@ -43,13 +40,21 @@ def submit(
             raise InvalidRequest(
                 f"Unknown videos: {', '.join(missing[:20])}", details={"video_ids": missing}
             )
-    return submit_job(
-        svc,
-        principal,
-        kind=scrape.SPEC.name,
-        params=scrape.SPEC.dump_params(params),
-        options=options,
-        idempotency_key=idempotency_key,
+    return Submission(
+        kind=scrape.SPEC.name, params=scrape.SPEC.dump_params(params), options=options
+    )
+
+
+def submit(
+    svc: Services,
+    principal: Principal,
+    params: dict[str, Any],
+    options: dict[str, Any],
+    idempotency_key: str | None,
+) -> tuple[dict[str, Any], bool]:
+    """`prepare`, then the job in its own transaction."""
+    return submit_prepared(
+        svc, principal, prepare(svc, principal, params, options), idempotency_key
     )
 
 

@@ -2,10 +2,32 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from typing import Any
+
+import psycopg2.extras
 
 from jobgate import db, outbox
 from jobgate.jobs import Job, job_items
+
+
+@dataclasses.dataclass(frozen=True)
+class Submission:
+    """A job validated and planned but not yet written (a kind's `prepare`): the single
+    submit and the batch both write these, so every check happens before any row exists."""
+
+    kind: str
+    params: dict[str, Any]  # as stored in `jobs.params`
+    options: dict[str, Any]  # priority, max_attempts, backoff, backoff_seconds (set ones only)
+    items: Sequence[tuple[str, int]] = ()
+    bytes_total: int = 0
+
+
+JOB_COLUMNS = (
+    "id, kind, owner_id, params, priority, max_attempts, backoff, backoff_seconds,"
+    " idempotency_key, request_id, items_total, bytes_total, schedule_id"
+)
 
 
 def create_job(
@@ -55,6 +77,82 @@ def create_job(
             "schedule": schedule_id,
         },
     )
+
+
+def create_jobs(conn: db.Connection, rows: Sequence[dict[str, Any]]) -> list[Job]:
+    """Insert many pending jobs in one statement (`create_job`'s fields per row); returns the
+    rows inserted, in any order. A row whose owner already used its idempotency key is
+    skipped (the caller looks those up)."""
+    if not rows:
+        return []
+    values = [
+        (
+            r["id"],
+            r["kind"],
+            r["owner_id"],
+            r["params"],
+            r["priority"],
+            r["max_attempts"],
+            r["backoff"],
+            r["backoff_seconds"],
+            r.get("idempotency_key"),
+            r.get("request_id"),
+            r.get("items_total", 0),
+            r.get("bytes_total", 0),
+            r.get("schedule_id"),
+        )
+        # Keyed rows in key order: two batches sharing keys wait for each other in the same
+        # order instead of deadlocking (each insert locks its key until commit).
+        for r in sorted(
+            rows, key=lambda r: (r.get("idempotency_key") is None, r.get("idempotency_key") or "")
+        )
+    ]
+    with conn.cursor() as cur:
+        return list(
+            psycopg2.extras.execute_values(
+                cur,
+                f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES %s"
+                " ON CONFLICT (owner_id, idempotency_key) WHERE idempotency_key IS NOT NULL"
+                " DO NOTHING RETURNING *",
+                values,
+                page_size=len(values),
+                fetch=True,
+            )
+        )
+
+
+def insert_items_of_jobs(
+    conn: db.Connection, items_by_job: Sequence[tuple[str, Sequence[tuple[Any, ...]]]]
+) -> None:
+    """Store the items of many new jobs in one statement: `(job_id, [(key, size), …])`."""
+    rows = [
+        (job_id, seq, item.key, item.size, item.meta)
+        for job_id, items in items_by_job
+        for seq, item in enumerate(job_items.NewItem(*raw) for raw in items)
+    ]
+    if not rows:
+        return
+    with conn.cursor() as cur:
+        psycopg2.extras.execute_values(
+            cur,
+            "INSERT INTO job_items (job_id, seq, key, size, meta) VALUES %s",
+            rows,
+            page_size=5000,
+        )
+
+
+def get_by_idempotency_keys(
+    conn: db.Connection, *, owner_id: str, keys: Sequence[str]
+) -> dict[str, Job]:
+    """The owner's jobs by idempotency key, for the keys that have one."""
+    if not keys:
+        return {}
+    rows = db.fetch_all(
+        conn,
+        "SELECT * FROM jobs WHERE owner_id = %s AND idempotency_key = ANY(%s)",
+        (owner_id, list(keys)),
+    )
+    return {row["idempotency_key"]: row for row in rows}
 
 
 def fail_unqueued(conn: db.Connection, *, job_id: str, error: str) -> Job | None:

@@ -5,8 +5,9 @@ A kind touches three places (docs/architecture.md, "Kinds"):
    settings, `SPEC`) and its line in `REGISTRY` below;
 2. its worker module `jobgate_worker.kinds.<name>`: `run(ctx)` and, optionally,
    `housekeeping(settings, database)`;
-3. its API module `jobgate_gateway.kinds.<name>`: `submit(svc, principal, params, options,
-   idempotency_key)`.
+3. its API module `jobgate_gateway.kinds.<name>`: `prepare(svc, principal, params, options)`
+   (validate and plan, no write; the batch route writes many prepared jobs at once) and
+   `submit(svc, principal, params, options, idempotency_key)` (prepare + one write).
 The shared package cannot import the services, so a spec names its worker and API modules
 and resolves their functions on first use.
 """
