@@ -18,7 +18,7 @@ def test_every_kind_has_a_worker_and_an_api_module():
     for spec in kinds.specs():
         assert callable(spec.handler), spec.name
         if not spec.internal:  # the platform makes internal jobs itself (webhook deliveries)
-            assert callable(spec.submit), spec.name
+            assert callable(spec.prepare), spec.name
         assert spec.queue_name == f"jobgate.jobs.{spec.name}"
 
 

@@ -57,6 +57,16 @@ def add_job_message(
     delay_s: int | None = None,
 ) -> int:
     """Queue the message that makes a worker pick `job` up (after `delay_s` seconds if set)."""
+    exchange, routing_key, body, properties = _job_message(
+        job, app_id=app_id, request_id=request_id, delay_s=delay_s
+    )
+    return add(conn, exchange=exchange, routing_key=routing_key, body=body, properties=properties)
+
+
+def _job_message(
+    job: dict[str, Any], *, app_id: str, request_id: str | None, delay_s: int | None = None
+) -> tuple[str, str, dict[str, Any], dict[str, Any]]:
+    """(exchange, routing key, body, properties) of the message for the job's next attempt."""
     attempt = int(job["attempt"]) + 1
     message = JobMessage(job_id=str(job["id"]), kind=job["kind"], attempt=attempt)
     extra = {RETRY_DELAY_HEADER: f"{delay_s}s"} if delay_s else None
@@ -69,13 +79,8 @@ def add_job_message(
         app_id=app_id,
         extra_headers=extra,
     )
-    return add(
-        conn,
-        exchange=RETRY_EXCHANGE if delay_s else JOBS_EXCHANGE,
-        routing_key=job["kind"],
-        body=message.to_body(),
-        properties=properties,
-    )
+    exchange = RETRY_EXCHANGE if delay_s else JOBS_EXCHANGE
+    return exchange, job["kind"], message.to_body(), properties
 
 
 def add_job_messages(
@@ -85,19 +90,7 @@ def add_job_messages(
     in the jobs' order."""
     if not jobs:
         return []
-    values = []
-    for job in jobs:
-        attempt = int(job["attempt"]) + 1
-        message = JobMessage(job_id=str(job["id"]), kind=job["kind"], attempt=attempt)
-        properties = job_message_properties(
-            job_id=str(job["id"]),
-            attempt=attempt,
-            priority=int(job["priority"]),
-            owner_id=str(job["owner_id"]),
-            request_id=request_id or job.get("request_id"),
-            app_id=app_id,
-        )
-        values.append((JOBS_EXCHANGE, job["kind"], message.to_body(), properties))
+    values = [_job_message(job, app_id=app_id, request_id=request_id) for job in jobs]
     with conn.cursor() as cur:
         rows = psycopg2.extras.execute_values(
             cur,

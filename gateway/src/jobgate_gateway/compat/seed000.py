@@ -258,7 +258,7 @@ class CacheJobs(MethodView):
         """Create a cache job from files and/or directories (relative or client-absolute paths)."""
         principal = require_auth("jobs:write")
         key = job_service.idempotency_key()
-        job, created = cache_api.submit(services(), principal, body, {}, key)
+        job, created = job_service.submit(services(), principal, cache_api.prepare, body, {}, key)
         return created_body(job), 201 if created else 200
 
     @blp.arguments(Seed000ListQuerySchema, location="query")

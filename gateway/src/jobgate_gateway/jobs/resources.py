@@ -154,7 +154,7 @@ class Jobs(MethodView):
         raw_params, options = _split_options(body)
         params = load_or_400(spec.params(), raw_params)
         key = service.idempotency_key()
-        job, created = spec.submit(services(), principal, params, options, key)
+        job, created = service.submit(services(), principal, spec.prepare, params, options, key)
         return job_to_dict(job), 201 if created else 200
 
     @blp.arguments(JobListQuerySchema, location="query")
@@ -215,10 +215,7 @@ def _prepare_item(
         {k: v for k, v in item.items() if k != "idempotency_key"}, schemas.options
     )
     params = load_or_400(schemas.params_of(spec), raw_params)
-    prepare = spec.api_hook("prepare")
-    if prepare is None:
-        raise InvalidRequest(f"Jobs of kind '{spec.name}' cannot be submitted in a batch")
-    return prepare(svc, principal, params, options), key
+    return spec.prepare(svc, principal, params, options), key
 
 
 @blp.route("/batch", methods=["POST"])

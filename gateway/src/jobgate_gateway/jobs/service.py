@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from flask import g, request
@@ -157,17 +157,19 @@ def submit_prepared(
     )
 
 
-def submit_planned(
+def submit(
     svc: Services,
     principal: Principal,
-    spec: KindSpec,
+    prepare: Callable[..., Submission],
     params: dict[str, Any],
     options: dict[str, Any],
     idempotency_key: str | None,
 ) -> tuple[dict[str, Any], bool]:
-    """Plan and write one job (`prepare_planned`, then `submit_prepared`)."""
-    prepared = prepare_planned(svc, principal, spec, params, options)
-    return submit_prepared(svc, principal, prepared, idempotency_key)
+    """A job of the kind whose API module's `prepare` is given, written in its own
+    transaction: what `POST /api/v1/jobs` and the seeds' submission routes do."""
+    return submit_prepared(
+        svc, principal, prepare(svc, principal, params, options), idempotency_key
+    )
 
 
 def submit_batch(

@@ -8,7 +8,7 @@ from typing import Any
 from jobgate.identity import Principal
 from jobgate.jobs.submission import Submission
 from jobgate.kinds import cache
-from jobgate_gateway.jobs.service import prepare_planned, submit_prepared
+from jobgate_gateway.jobs.service import prepare_planned
 from jobgate_gateway.services import Services
 
 
@@ -17,16 +17,3 @@ def prepare(
 ) -> Submission:
     """Every file the params name becomes one item of the job, with its size."""
     return prepare_planned(svc, principal, cache.SPEC, params, options)
-
-
-def submit(
-    svc: Services,
-    principal: Principal,
-    params: dict[str, Any],
-    options: dict[str, Any],
-    idempotency_key: str | None,
-) -> tuple[dict[str, Any], bool]:
-    """`prepare`, then the job in its own transaction."""
-    return submit_prepared(
-        svc, principal, prepare(svc, principal, params, options), idempotency_key
-    )

@@ -16,7 +16,6 @@ from jobgate.errors import Forbidden, InvalidRequest
 from jobgate.identity import Principal
 from jobgate.jobs.submission import Submission
 from jobgate.kinds import container
-from jobgate_gateway.jobs.service import submit_prepared
 from jobgate_gateway.services import Services
 
 SCOPE = "containers"
@@ -83,19 +82,6 @@ def prepare(
         )
     return Submission(
         kind=container.SPEC.name, params=container.SPEC.dump_params(params), options=options
-    )
-
-
-def submit(
-    svc: Services,
-    principal: Principal,
-    params: dict[str, Any],
-    options: dict[str, Any],
-    idempotency_key: str | None,
-) -> tuple[dict[str, Any], bool]:
-    """`prepare`, then the job in its own transaction."""
-    return submit_prepared(
-        svc, principal, prepare(svc, principal, params, options), idempotency_key
     )
 
 

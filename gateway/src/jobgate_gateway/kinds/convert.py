@@ -82,16 +82,3 @@ def prepare(
         output_name=params.get("output_name"),
         options=options,
     )
-
-
-def submit(
-    svc: Services,
-    principal: Principal,
-    params: dict[str, Any],
-    options: dict[str, Any],
-    idempotency_key: str | None,
-) -> tuple[dict[str, Any], bool]:
-    """`prepare`, then the job in its own transaction."""
-    return submit_prepared(
-        svc, principal, prepare(svc, principal, params, options), idempotency_key
-    )

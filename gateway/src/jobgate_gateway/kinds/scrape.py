@@ -45,19 +45,6 @@ def prepare(
     )
 
 
-def submit(
-    svc: Services,
-    principal: Principal,
-    params: dict[str, Any],
-    options: dict[str, Any],
-    idempotency_key: str | None,
-) -> tuple[dict[str, Any], bool]:
-    """`prepare`, then the job in its own transaction."""
-    return submit_prepared(
-        svc, principal, prepare(svc, principal, params, options), idempotency_key
-    )
-
-
 def retry_video(svc: Services, principal: Principal, video: dict[str, Any]) -> dict[str, Any]:
     """Queue a scrape job for exactly this video (seed 002's `POST /videos/{id}/retry`), with
     the folder and watermark choice of the job that met it. The video must be the
@@ -81,7 +68,7 @@ def retry_video(svc: Services, principal: Principal, video: dict[str, Any]) -> d
         },
     )
     owner = principal if str(video["owner_id"]) == principal.user_id else _owner_of(video)
-    job, _created = submit(svc, owner, params, {}, None)
+    job, _created = submit_prepared(svc, owner, prepare(svc, owner, params, {}), None)
     return job
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from jobgate.identity import Principal
 from jobgate.jobs.submission import Submission
 from jobgate.kinds import task
-from jobgate_gateway.jobs.service import prepare_planned, submit_prepared
+from jobgate_gateway.jobs.service import prepare_planned
 from jobgate_gateway.services import Services
 
 
@@ -19,19 +19,6 @@ def prepare(
 ) -> Submission:
     """Queue a task as its plan stores it (handler resolved, payload within the limit)."""
     return prepare_planned(svc, principal, task.SPEC, params, options)
-
-
-def submit(
-    svc: Services,
-    principal: Principal,
-    params: dict[str, Any],
-    options: dict[str, Any],
-    idempotency_key: str | None,
-) -> tuple[dict[str, Any], bool]:
-    """`prepare`, then the job in its own transaction."""
-    return submit_prepared(
-        svc, principal, prepare(svc, principal, params, options), idempotency_key
-    )
 
 
 def job_fields(job: dict[str, Any]) -> dict[str, Any]:

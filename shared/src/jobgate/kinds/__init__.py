@@ -6,8 +6,8 @@ A kind touches three places (docs/architecture.md, "Kinds"):
 2. its worker module `jobgate_worker.kinds.<name>`: `run(ctx)` and, optionally,
    `housekeeping(settings, database)`;
 3. its API module `jobgate_gateway.kinds.<name>`: `prepare(svc, principal, params, options)`
-   (validate and plan, no write; the batch route writes many prepared jobs at once) and
-   `submit(svc, principal, params, options, idempotency_key)` (prepare + one write).
+   (validate and plan, no write); `jobgate_gateway.jobs.service` writes one prepared job
+   (`submit`) or many in one transaction (`submit_batch`).
 The shared package cannot import the services, so a spec names its worker and API modules
 and resolves their functions on first use.
 """

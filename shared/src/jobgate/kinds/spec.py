@@ -93,9 +93,10 @@ class KindSpec:
         return getattr(importlib.import_module(self.worker_module), "housekeeping", None)
 
     @property
-    def submit(self) -> Callable[..., tuple[dict[str, Any], bool]]:
-        """The gateway's `submit(svc, principal, params, options, idempotency_key)`."""
-        return importlib.import_module(self.api_module).submit
+    def prepare(self) -> Callable[..., Any]:
+        """The gateway's `prepare(svc, principal, params, options) -> Submission`: a job
+        validated and planned, not yet written (one, or many in a batch)."""
+        return importlib.import_module(self.api_module).prepare
 
     @property
     def rpc(self) -> tuple[str, Callable[..., dict[str, Any]]] | None:

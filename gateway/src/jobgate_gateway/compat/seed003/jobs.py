@@ -259,7 +259,7 @@ class Jobs(MethodView):
         options = container_api.seed_options(body.pop("priority"), body.pop("retry_policy"))
         key = job_service.idempotency_key()
         svc = services()
-        job, created = container_api.submit(svc, principal, body, options, key)
+        job, created = job_service.submit(svc, principal, container_api.prepare, body, options, key)
         with svc.db.transaction() as conn:
             estimate = estimates.estimate(conn, job)
         return {

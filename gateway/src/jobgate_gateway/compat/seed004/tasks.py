@@ -332,7 +332,9 @@ class Tasks(MethodView):
         if retry_count is not None:
             options["max_attempts"] = retry_count + 1
         key = job_service.idempotency_key()
-        job, created = task_api.submit(services(), principal, body, options, key)
+        job, created = job_service.submit(
+            services(), principal, task_api.prepare, body, options, key
+        )
         return success(task_body(job)), 201 if created else 200
 
     @blp.arguments(Seed004TaskListQuerySchema, location="query")

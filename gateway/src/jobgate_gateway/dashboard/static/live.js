@@ -18,19 +18,20 @@ function wsUrl(path, params) {
 }
 
 /**
- * A WebSocket that comes back: `onMessage(object)` for each JSON message, `onState(state)`
- * with "connecting" | "live" | "reconnecting" | "closed". `close()` ends it for good.
- * `done(message, closeEvent)` may say a normal close is final (a finished job's stream).
+ * What both streams share: a fresh token before each opening, a growing pause between
+ * reopenings, and a stop. `connect(token)` opens the stream; the stream calls `opened()` when
+ * it is up and `retry()` when it is gone for good.
  */
-export function liveSocket(path, { params = {}, onMessage, onState = () => {}, done } = {}) {
-  let socket = null;
+function reconnecting(connect, onState) {
+  let started = false;
   let stopped = false;
   let wait = MIN_WAIT_MS;
   let timer = null;
 
   async function open() {
     if (stopped) return;
-    onState(socket ? "reconnecting" : "connecting");
+    onState(started ? "reconnecting" : "connecting");
+    started = true;
     let token;
     try {
       token = await streamToken();
@@ -38,13 +39,41 @@ export function liveSocket(path, { params = {}, onMessage, onState = () => {}, d
       onState("closed");
       return;
     }
-    if (stopped) return;
-    const ws = new WebSocket(wsUrl(path, { ...params, token }));
-    socket = ws;
-    ws.addEventListener("open", () => {
+    if (!stopped) connect(token);
+  }
+
+  return {
+    start: open,
+    get stopped() {
+      return stopped;
+    },
+    opened() {
       wait = MIN_WAIT_MS;
       onState("live");
-    });
+    },
+    retry() {
+      onState("reconnecting");
+      timer = setTimeout(open, wait);
+      wait = Math.min(wait * 2, MAX_WAIT_MS);
+    },
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/**
+ * A WebSocket that comes back: `onMessage(object)` for each JSON message, `onState(state)`
+ * with "connecting" | "live" | "reconnecting" | "closed". `close()` ends it for good.
+ * `done(message, closeEvent)` may say a normal close is final (a finished job's stream).
+ */
+export function liveSocket(path, { params = {}, onMessage, onState = () => {}, done } = {}) {
+  let socket = null;
+  const link = reconnecting((token) => {
+    const ws = new WebSocket(wsUrl(path, { ...params, token }));
+    socket = ws;
+    ws.addEventListener("open", () => link.opened());
     ws.addEventListener("message", (event) => {
       let message;
       try {
@@ -55,22 +84,19 @@ export function liveSocket(path, { params = {}, onMessage, onState = () => {}, d
       onMessage(message);
     });
     ws.addEventListener("close", (event) => {
-      if (stopped || ws !== socket) return;
+      if (link.stopped || ws !== socket) return;
       if (done && done(event)) {
         onState("closed");
         return;
       }
-      onState("reconnecting");
-      timer = setTimeout(open, wait);
-      wait = Math.min(wait * 2, MAX_WAIT_MS);
+      link.retry();
     });
-  }
+  }, onState);
 
-  open();
+  link.start();
   return {
     close() {
-      stopped = true;
-      clearTimeout(timer);
+      link.stop();
       if (socket && socket.readyState <= WebSocket.OPEN) socket.close(1000);
       onState("closed");
     },
@@ -85,31 +111,14 @@ export function liveSocket(path, { params = {}, onMessage, onState = () => {}, d
  */
 export function jobEvents(jobId, { lastEventId = 0, names = [], onEvent, onState = () => {} }) {
   let source = null;
-  let stopped = false;
   let last = lastEventId;
-  let wait = MIN_WAIT_MS;
-  let timer = null;
-
-  async function open() {
-    if (stopped) return;
-    onState(source ? "reconnecting" : "connecting");
-    let token;
-    try {
-      token = await streamToken();
-    } catch {
-      onState("closed");
-      return;
-    }
-    if (stopped) return;
+  const link = reconnecting((token) => {
     const url = new URL(`/api/v1/jobs/${encodeURIComponent(jobId)}/events`, window.location.href);
     url.searchParams.set("token", token);
     url.searchParams.set("last_event_id", String(last));
     const es = new EventSource(url.toString());
     source = es;
-    es.addEventListener("open", () => {
-      wait = MIN_WAIT_MS;
-      onState("live");
-    });
+    es.addEventListener("open", () => link.opened());
     const handle = (name) => (event) => {
       if (event.lastEventId) last = Number(event.lastEventId) || last;
       let data = null;
@@ -119,7 +128,7 @@ export function jobEvents(jobId, { lastEventId = 0, names = [], onEvent, onState
         /* keep null */
       }
       if (name === "end") {
-        stopped = true;
+        link.stop();
         es.close();
         onState("closed");
       }
@@ -127,22 +136,16 @@ export function jobEvents(jobId, { lastEventId = 0, names = [], onEvent, onState
     };
     for (const name of [...names, "end"]) es.addEventListener(name, handle(name));
     es.addEventListener("error", () => {
-      if (stopped || es !== source) return;
-      if (es.readyState === EventSource.CLOSED) {
-        onState("reconnecting");
-        timer = setTimeout(open, wait);
-        wait = Math.min(wait * 2, MAX_WAIT_MS);
-      } else {
-        onState("reconnecting");
-      }
+      if (link.stopped || es !== source) return;
+      if (es.readyState === EventSource.CLOSED) link.retry();
+      else onState("reconnecting");
     });
-  }
+  }, onState);
 
-  open();
+  link.start();
   return {
     close() {
-      stopped = true;
-      clearTimeout(timer);
+      link.stop();
       if (source) source.close();
       onState("closed");
     },
