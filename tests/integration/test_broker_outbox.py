@@ -158,3 +158,21 @@ def test_a_refused_row_does_not_block_the_rows_after_it(db, publisher, channel):
     with db.transaction() as conn:
         left = dbmod.fetch_all(conn, "SELECT id, attempts FROM outbox")
     assert [(r["id"], r["attempts"]) for r in left] == [(stuck, 1)]
+
+
+def test_a_batch_goes_out_in_one_relay_and_only_the_unroutable_row_stays(db, publisher, channel):
+    user = make_user(db)
+    jobs_ = [make_job(db, owner_id=user["id"]) for _ in range(40)]
+    with db.transaction() as conn:
+        ids = outbox.add_job_messages(conn, jobs=jobs_[:20], app_id="test", request_id=None)
+        stuck = outbox.add(
+            conn, exchange="jobgate.jobs", routing_key="no-such-kind", body={"x": 2}, properties={}
+        )
+        ids += outbox.add_job_messages(conn, jobs=jobs_[20:], app_id="test", request_id=None)
+    assert outbox.relay(db, publisher, ids=[*ids, stuck]) == 40
+    seen = [get_one(channel, job_queue("cache"))[1]["job_id"] for _ in jobs_]
+    assert sorted(seen) == sorted(str(j["id"]) for j in jobs_)
+    with db.transaction() as conn:
+        left = dbmod.fetch_all(conn, "SELECT id, attempts, last_error FROM outbox")
+    assert [(r["id"], r["attempts"]) for r in left] == [(stuck, 1)]
+    assert "unroutable" in left[0]["last_error"]

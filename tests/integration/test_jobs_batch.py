@@ -52,9 +52,13 @@ def test_mixed_kinds_are_created_in_order_and_published(client, db, amqp_url):
     assert listed[0]["progress_detail"]["items_total"] == 1  # the cache plan ran: one item
     assert listed[2]["priority"] == 9 and listed[2]["max_attempts"] == 2
     assert listed[1]["params"]["handler"] == "echo" and listed[1]["name"] == "batched"
-    # Each job reads back as a single submission's does, with its items stored.
+    # Each job reads back as a single submission's does, with its items stored; the batch
+    # answers each job exactly as GET does (the answer skips the schema's dump).
     got = client.get(f"/api/v1/jobs/{listed[0]['id']}", headers=DEMO).json["job"]
     assert got["progress_detail"]["bytes_total"] == 5000
+    for answered in listed:
+        read = client.get(f"/api/v1/jobs/{answered['id']}", headers=DEMO).json["job"]
+        assert {**read, "created": True} == answered
     with db.transaction() as conn:
         items = jobgate_db.fetch_all(
             conn, "SELECT key FROM job_items WHERE job_id = %s", (listed[2]["id"],)

@@ -1,7 +1,7 @@
 """Transactional outbox: messages are written with the state change, published after commit.
 
-`add_*` runs inside the caller's transaction; `relay` publishes committed rows with
-confirms and deletes each one the broker confirmed. The gateway relays its own rows
+`add_*` runs inside the caller's transaction; `relay` publishes committed rows in one
+AMQP transaction and deletes the ones the broker took. The gateway relays its own rows
 right after commit (warehouse's publish-after-commit); every worker's housekeeping
 loop relays whatever is left (broker down, gateway killed between commit and publish).
 """
@@ -12,7 +12,6 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import pika.exceptions
 import psycopg2.extras
 
 from jobgate import db
@@ -21,14 +20,12 @@ from jobgate.broker import (
     JOBS_EXCHANGE,
     RETRY_DELAY_HEADER,
     RETRY_EXCHANGE,
+    Outgoing,
     Publisher,
 )
 from jobgate.messages import JobMessage, job_message_properties
 
 log = logging.getLogger(__name__)
-
-# The broker refused this one message (no queue bound, or a nack); it stays in the outbox.
-REFUSED = (pika.exceptions.UnroutableError, pika.exceptions.NackError)
 
 
 def add(
@@ -113,11 +110,15 @@ def relay(
     """Publish committed outbox rows (these `ids`, or any older than `min_age_s`).
 
     Rows are locked with SKIP LOCKED so concurrent relays never publish the same row
-    twice at once; a row is deleted only after the broker confirmed it. Returns the
-    number published; stops at the first broker failure and leaves the rest.
+    twice at once; they go to the broker in one AMQP transaction, and a row is deleted
+    only once the broker took responsibility for it (commit answered, not returned as
+    unroutable). Returns the number published; on a broker failure every row stays for
+    the next round.
     """
-    confirmed: list[int] = []
     with database.transaction() as conn:
+        # Losing this commit in a database crash only publishes the rows again (consumers
+        # drop duplicate deliveries), so it need not wait for the WAL flush.
+        db.relax_durability(conn)
         if ids is not None:
             rows = db.fetch_all(
                 conn,
@@ -131,27 +132,35 @@ def relay(
                 " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
                 (min_age_s, limit),
             )
-        for row in rows:
-            try:
-                publisher.publish(
-                    row["exchange"], row["routing_key"], row["body"], row["properties"]
-                )
-            except (*REFUSED, *CONNECTION_ERRORS) as exc:
-                log.warning("outbox row %s not published yet: %s", row["id"], exc)
-                db.execute(
-                    conn,
-                    "UPDATE outbox SET attempts = attempts + 1, last_error = %s WHERE id = %s",
-                    (str(exc)[:500] or type(exc).__name__, row["id"]),
-                )
-                if isinstance(exc, REFUSED):
-                    continue  # this row only: the ones after it may well go through
-                break  # the broker is gone: try again next round
-            confirmed.append(row["id"])
-        # One statement for every confirmed row (a batch submission's are many); the rows
-        # stay locked until this commits, so no other relay publishes them meanwhile.
+        if not rows:
+            return 0
+        messages = [
+            Outgoing(row["exchange"], row["routing_key"], row["body"], row["properties"])
+            for row in rows
+        ]
+        try:
+            refused = publisher.publish_many(messages)
+        except CONNECTION_ERRORS as exc:
+            log.warning("%d outbox row(s) not published yet: %s", len(rows), exc)
+            _note_failure(conn, [row["id"] for row in rows], str(exc) or type(exc).__name__)
+            return 0
+        if refused:
+            failed = [rows[i]["id"] for i in sorted(refused)]
+            log.warning("outbox rows %s returned as unroutable; kept for the relay", failed)
+            _note_failure(conn, failed, "unroutable: no queue bound for the routing key")
+        # The rows stay locked until this commits, so no other relay publishes them meanwhile.
+        confirmed = [row["id"] for i, row in enumerate(rows) if i not in refused]
         if confirmed:
             db.execute(conn, "DELETE FROM outbox WHERE id = ANY(%s)", (confirmed,))
     return len(confirmed)
+
+
+def _note_failure(conn: db.Connection, ids: list[int], error: str) -> None:
+    db.execute(
+        conn,
+        "UPDATE outbox SET attempts = attempts + 1, last_error = %s WHERE id = ANY(%s)",
+        (error[:500], ids),
+    )
 
 
 def pending_count(conn: db.Connection) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Response, request
+from flask import Response, jsonify, request
 from flask.views import MethodView
 
 from jobgate import files, jobs, kinds
@@ -13,6 +13,7 @@ from jobgate.errors import Forbidden, InvalidRequest, JobgateError, NotFound
 from jobgate.identity import Principal
 from jobgate.jobs import job_logs
 from jobgate.jobs.submission import Submission
+from jobgate.kinds.spec import schema_of
 from jobgate.web import WITH_DETAIL, Blueprint, load_or_400
 from jobgate_gateway import ratelimit
 from jobgate_gateway.auth import authenticate_blueprint, require_auth
@@ -105,13 +106,11 @@ LIST_HEADERS = {
 OPTION_NAMES = frozenset(JobOptionsSchema().fields)
 
 
-def _split_options(
-    body: dict[str, Any], schema: JobOptionsSchema | None = None
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The kind's params and the job's options of a body (`schema`: one to reuse)."""
+def _split_options(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The kind's params and the job's options of a body."""
     params = {k: v for k, v in body.items() if k not in OPTION_NAMES and k != "kind"}
     options = load_or_400(
-        schema or JobOptionsSchema(), {k: v for k, v in body.items() if k in OPTION_NAMES}
+        schema_of(JobOptionsSchema), {k: v for k, v in body.items() if k in OPTION_NAMES}
     )
     return params, {k: v for k, v in options.items() if v is not None}
 
@@ -152,7 +151,7 @@ class Jobs(MethodView):
         principal = require_auth("jobs:write")
         spec, body = _kind_of(body)
         raw_params, options = _split_options(body)
-        params = load_or_400(spec.params(), raw_params)
+        params = load_or_400(schema_of(spec.params), raw_params)
         key = service.idempotency_key()
         job, created = service.submit(services(), principal, spec.prepare, params, options, key)
         return job_to_dict(job), 201 if created else 200
@@ -186,35 +185,22 @@ class Jobs(MethodView):
         return [job_to_dict(r) for r in rows], 200, headers
 
 
-class _BatchSchemas:
-    """Schema instances shared by a batch's items: building a marshmallow schema costs
-    more than loading one small body with it."""
-
-    def __init__(self) -> None:
-        self.options = JobOptionsSchema()
-        self.key = JobBatchItemOptionsSchema(only=("idempotency_key",))
-        self.params: dict[str, Any] = {}
-
-    def params_of(self, spec: kinds.KindSpec) -> Any:
-        if spec.name not in self.params:
-            self.params[spec.name] = spec.params()
-        return self.params[spec.name]
+# A batch item's own key, checked like the Idempotency-Key header.
+_ITEM_KEY = JobBatchItemOptionsSchema(only=("idempotency_key",))
 
 
 def _prepare_item(
-    svc: Services, principal: Principal, item: dict[str, Any], schemas: _BatchSchemas
+    svc: Services, principal: Principal, item: dict[str, Any]
 ) -> tuple[Submission, str | None]:
     """One batch item validated and planned (nothing written): (Submission, its key)."""
     spec, item = _kind_of(item)
     key = None
     if "idempotency_key" in item:
-        key = load_or_400(schemas.key, {"idempotency_key": item["idempotency_key"]}).get(
+        key = load_or_400(_ITEM_KEY, {"idempotency_key": item["idempotency_key"]}).get(
             "idempotency_key"
         )
-    raw_params, options = _split_options(
-        {k: v for k, v in item.items() if k != "idempotency_key"}, schemas.options
-    )
-    params = load_or_400(schemas.params_of(spec), raw_params)
+    raw_params, options = _split_options({k: v for k, v in item.items() if k != "idempotency_key"})
+    params = load_or_400(schema_of(spec.params), raw_params)
     return spec.prepare(svc, principal, params, options), key
 
 
@@ -223,7 +209,7 @@ def _prepare_item(
 @blp.arguments(JobBatchCreateSchema)
 @blp.doc(requestBody=BATCH_REQUEST_BODY)
 @blp.response(201, JobBatchSchema)
-def batch(body: dict[str, Any]) -> tuple[dict[str, Any], int]:
+def batch(body: dict[str, Any]) -> tuple[Response, int]:
     """Submit up to 1,000 jobs of any kinds in one transaction: each item is a
     `POST /api/v1/jobs` body plus an optional `idempotency_key`. All or nothing: any invalid
     item is a 400 with `details.items` by index and nothing is written. An item whose key
@@ -231,10 +217,10 @@ def batch(body: dict[str, Any]) -> tuple[dict[str, Any], int]:
     request against the create rate limit."""
     principal = require_auth("jobs:write")
     svc = services()
-    prepared, keys, errors, schemas = [], [], {}, _BatchSchemas()
+    prepared, keys, errors = [], [], {}
     for index, item in enumerate(body["jobs"]):
         try:
-            submission, key = _prepare_item(svc, principal, item, schemas)
+            submission, key = _prepare_item(svc, principal, item)
         except Forbidden as exc:  # the credential, not the item: the whole batch is refused
             raise Forbidden(exc.message, details={**exc.details, "index": index}) from None
         except JobgateError as exc:
@@ -260,7 +246,10 @@ def batch(body: dict[str, Any]) -> tuple[dict[str, Any], int]:
             seen[key] = index
     answers = service.submit_batch(svc, principal, prepared, keys)
     listed = [{**job_to_dict(job), "created": created} for job, created in answers]
-    return {"jobs": listed, "created": sum(created for _, created in answers)}, 201
+    # Already the documented shape (job_to_dict is what JobSchema dumps): sent as it is,
+    # since dumping a thousand jobs through marshmallow again cost a third of the request.
+    body = {"jobs": listed, "created": sum(created for _, created in answers)}
+    return jsonify(body), 201
 
 
 def page_links(*, total: int, limit: int, offset: int) -> str:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from jobgate.errors import InvalidRequest
-from jobgate.kinds.spec import KindSpec, Plan
+from jobgate.kinds.spec import KindSpec, Plan, schema_of
 from jobgate.paths import CacheFile, CacheRoot, PathError
 
 if TYPE_CHECKING:  # jobgate.config imports the kinds
@@ -93,7 +93,7 @@ def plan(_conn: Any, settings: Settings, _owner_id: str, params: dict[str, Any])
         recursive=params["recursive"],
     )
     return Plan(
-        params=CacheParams().dump(params),
+        params=schema_of(CacheParams).dump(params),
         items=[(f.relpath, f.size) for f in found],
         bytes_total=sum(f.size for f in found),
     )

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from marshmallow import Schema, fields, validate
 
 from jobgate.errors import InvalidRequest
-from jobgate.kinds.spec import KindSpec, Plan
+from jobgate.kinds.spec import KindSpec, Plan, schema_of
 
 if TYPE_CHECKING:  # jobgate.config imports the kinds
     from jobgate.config import Settings
@@ -90,7 +90,7 @@ def plan(_conn: Any, settings: Settings, _owner_id: str, params: dict[str, Any])
             f"Unknown handler '{exc.name}'",
             details={"handler": exc.name, "available": exc.available},
         ) from None
-    return Plan(params=TaskParams().dump({**params, "handler": handler}))
+    return Plan(params=schema_of(TaskParams).dump({**params, "handler": handler}))
 
 
 SPEC = KindSpec(
