@@ -241,6 +241,35 @@ def test_tasks_and_the_jobs_commands(env, api):
     assert jobgate("jobs", "get", slow["id"], env=env).returncode == 3
 
 
+def test_jobs_submit_sends_a_file_of_jobs_in_batches(env, api, tmp_path):
+    lines = [
+        json.dumps(
+            {"kind": "task", "name": "echo", "payload": {"n": n}, "idempotency_key": f"k{n}"}
+        )
+        for n in range(3)
+    ]
+    source = tmp_path / "jobs.jsonl"
+    source.write_text("# three echo tasks\n" + "\n".join(lines) + "\n\n")
+    first = jobgate_json("jobs", "submit", str(source), env=env)
+    assert first["created"] == 3 and [j["kind"] for j in first["jobs"]] == ["task"] * 3
+    for job in first["jobs"]:
+        assert api.jobs.wait(job["id"])["status"] == "completed"
+    # The same file again: the keys answer the jobs already submitted, nothing new runs.
+    again = jobgate("jobs", "submit", str(source), env=env)
+    assert again.returncode == 0, again.stderr
+    assert "3 job(s): 0 new, 3 submitted before" in again.stderr
+    assert [line.split()[0] for line in again.stdout.splitlines()] == [
+        j["id"] for j in first["jobs"]
+    ]
+    # From stdin, an invalid second job: nothing of the batch is sent, its position named.
+    bad = "\n".join([lines[0], json.dumps({"kind": "task", "payload": {}})])
+    refused = jobgate("jobs", "submit", "-", env=env, input=bad)
+    assert refused.returncode == 3
+    assert "job 2:" in refused.stderr and "name" in refused.stderr
+    garbled = jobgate("jobs", "submit", "-", env=env, input='{"kind": "task"\n')
+    assert garbled.returncode == 2 and "line 1" in garbled.stderr
+
+
 def test_a_failing_job_exits_1(env):
     done = jobgate(
         "task", "submit", "sleep", "--payload", '{"seconds": 5}', "--timeout", "1",

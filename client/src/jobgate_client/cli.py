@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from jobgate_client import __version__
-from jobgate_client.client import Client
+from jobgate_client.client import BATCH_MAX, Client
 from jobgate_client.config import Config, ConfigError
 from jobgate_client.display import JobDisplay, TransferDisplay, readable
 from jobgate_client.errors import Conflict, ConnectionFailed, InvalidRequest, JobgateError
@@ -738,6 +738,75 @@ def jobs_get(state: State, job_id: str, as_json: bool) -> int:
     for failure in job.get("failures") or []:
         table.add_row("failed", f"{failure.get('path')}: {failure.get('error')}")
     state.out.print(table)
+    return EXIT_OK
+
+
+def _read_job_bodies(source: Any) -> list[dict[str, Any]]:
+    """Job bodies from a JSON array, or JSON lines (one object per line; blank lines and
+    lines starting with # skipped): a usage error naming the line of any that is not one."""
+    text = source.read()
+    if text.lstrip().startswith("["):
+        try:
+            bodies = json.loads(text)
+        except ValueError as exc:
+            raise click.UsageError(f"{source.name}: not valid JSON: {exc}") from None
+        numbered = list(enumerate(bodies, start=1))
+    else:
+        numbered = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line.strip() and not line.lstrip().startswith("#"):
+                try:
+                    numbered.append((number, json.loads(line)))
+                except ValueError as exc:
+                    raise click.UsageError(f"{source.name}, line {number}: {exc}") from None
+    for number, body in numbered:
+        if not isinstance(body, dict):
+            raise click.UsageError(f"{source.name}, item {number}: not a JSON object")
+    return [body for _, body in numbered]
+
+
+@jobs.command("submit")
+@click.argument("source", type=click.File("r"))
+@json_option
+@pass_state
+def jobs_submit(state: State, source: Any, as_json: bool) -> int:
+    """Submit many jobs at once from SOURCE (a file, or - for stdin): JSON lines or a JSON
+    array of `POST /api/v1/jobs` bodies (`kind`, its params, options, and an optional
+    `idempotency_key` that makes running the same file again safe). Sent in batches of
+    1,000, each all or nothing; on an invalid item nothing of its batch is submitted, the
+    batches before it stay, and the failing items are listed by their position."""
+    bodies = _read_job_bodies(source)
+    if not bodies:
+        raise click.UsageError(f"{source.name}: no jobs")
+    client, done = state.client(), []
+    for start in range(0, len(bodies), BATCH_MAX):
+        try:
+            done.extend(client.jobs.submit_many(bodies[start : start + BATCH_MAX]))
+        except InvalidRequest as exc:
+            if done:
+                state.err.print(f"{len(done)} job(s) submitted before this batch")
+            for index, problem in sorted(
+                (exc.details.get("items") or {}).items(), key=lambda kv: int(kv[0])
+            ):
+                message = problem.get("message", "") if isinstance(problem, dict) else problem
+                fields = problem.get("fields") if isinstance(problem, dict) else None
+                state.err.print(
+                    f"job {start + int(index) + 1}: {message}"
+                    + (f" {json.dumps(fields)}" if fields else ""),
+                    markup=False,
+                )
+            raise
+    if as_json:
+        state.print_json({"jobs": done, "created": sum(1 for job in done if job.get("created"))})
+        return EXIT_OK
+    for job in done:
+        state.out.print(
+            f"{job['id']} {job.get('kind')} {job.get('status')}"
+            + ("" if job.get("created", True) else " (submitted before)"),
+            markup=False,
+        )
+    created = sum(1 for job in done if job.get("created"))
+    state.err.print(f"{len(done)} job(s): {created} new, {len(done) - created} submitted before")
     return EXIT_OK
 
 
