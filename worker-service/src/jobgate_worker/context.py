@@ -40,7 +40,9 @@ class JobContext:
         self.events = events
         self.cancel_event = cancel_event
         self.stop_event = stop_event
-        self._last_poll = 0.0
+        # The claim that made this attempt found no cancel request: the first poll of the
+        # database flag is due a poll interval from now, not at the handler's first check.
+        self._last_poll = time.monotonic()
 
     def stop_reason(self) -> type[Exception] | None:
         """Cancelled or HandBack when the attempt must stop now, else None.

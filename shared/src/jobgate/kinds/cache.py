@@ -45,7 +45,8 @@ class CacheSettings:
     cache_client_prefixes: tuple[str, ...] = DEFAULT_CLIENT_PREFIXES
     cache_progress_file_threshold: int = 10
     cache_progress_time_threshold_ms: int = 2000
-    cache_read_concurrency: int = 4
+    cache_concurrency: int = 4  # jobs one cache worker process runs at once (I/O bound)
+    cache_read_concurrency: int = 4  # files one job reads at once
     cache_read_chunk_bytes: int = 1024 * 1024
     cache_read_bandwidth_limit: int = 0  # bytes/s per job, 0 = as fast as the storage allows
     cache_max_files_per_job: int = 1_000_000
