@@ -12,7 +12,7 @@ PACKAGES := -e 'shared[web,media]' -e auth-service -e gateway -e worker-service 
 # pytest plugin, which pytest loads whenever cloudcoil is installed, imports it.
 TOOLS := honcho pytest pytest-timeout ruff schemathesis pexpect playwright kubernetes-validate \
 	check-jsonschema cloudcoil-models-keda filelock
-BENCH_TOOLS := celery sqlalchemy  # bench/task_bench.py's comparison, not needed to run Jobgate
+BENCH_TOOLS := celery sqlalchemy py-spy  # the Celery comparisons and the profiler; not needed to run Jobgate
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -80,6 +80,7 @@ bench: venv services migrate engine ## benchmarks (not tests): print tables, wri
 	$(BIN)/python bench/container_bench.py
 	$(BIN)/python bench/task_bench.py
 	$(BIN)/python bench/batch_bench.py
+	$(BIN)/python bench/throughput_bench.py
 	$(BIN)/python bench/analytics_bench.py
 	$(BIN)/python bench/streams_bench.py
 

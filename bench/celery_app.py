@@ -1,8 +1,9 @@
-"""The Celery side of bench/task_bench.py: the same two tasks as Jobgate's `echo` and the
-example package's `example.clock`, configured as a careful Celery deployment would be for
-the comparison (issue 9): RabbitMQ broker, PostgreSQL result backend (SQLAlchemy), late
-acks, prefetch 1, prefork pool. Broker and backend come from the environment
-(`BENCH_CELERY_BROKER`, `BENCH_CELERY_BACKEND`), so the bench points them at throwaway ones.
+"""The Celery side of bench/task_bench.py and bench/throughput_bench.py: the same tasks as
+Jobgate's `echo`, the example package's `example.clock` and a one-file cache job,
+configured as a careful Celery deployment would be for the comparison (issue 9): RabbitMQ
+broker, PostgreSQL result backend (SQLAlchemy), late acks, prefetch 1, prefork pool. Broker
+and backend come from the environment (`BENCH_CELERY_BROKER`, `BENCH_CELERY_BACKEND`), so
+the bench points them at throwaway ones.
 """
 
 from __future__ import annotations
@@ -38,3 +39,14 @@ def echo(payload: dict[str, Any]) -> dict[str, Any]:
 def clock(_payload: dict[str, Any]) -> float:
     """When the task's code started (wall clock): submit-to-start latency."""
     return time.time()
+
+
+@app.task(name="bench.cache_file")
+def cache_file(path: str) -> int:
+    """A one-file cache job's work (bench/throughput_bench.py): read the file to its end in
+    1 MiB reads, as the cache worker does, and return the bytes read."""
+    read = 0
+    with open(path, "rb", buffering=0) as f:
+        while chunk := f.read(1024 * 1024):
+            read += len(chunk)
+    return read

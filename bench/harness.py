@@ -31,6 +31,8 @@ import json
 import math
 import os
 import platform
+import pstats
+import re
 import secrets
 import shutil
 import signal
@@ -661,3 +663,174 @@ def effective_settings(env: dict[str, str], keys: Iterable[str]) -> dict[str, An
     """The values the stack's processes read from `env` (the stack's environment)."""
     s = Settings.from_env(env)
     return {k: getattr(s, k) for k in keys}
+
+
+# --- profiles of a service process (py-spy or cProfile) ------------------------------------------
+#
+# A scenario runs one of the stack's processes under a profiler with `profiled_argv`, stops it
+# the usual way (SIGTERM: the profile is written when the process exits) and reads the heaviest
+# functions with `pyspy_top` or `cprofile_top`; `profile_table` prints them.
+
+# Run a module's `__main__` with a cProfile profiler in every thread (threading.setprofile
+# starts one in each thread as it starts: a plain `python -m cProfile` sees the main thread
+# only, and a worker's jobs run on other threads); on exit each thread's stats are dumped to
+# OUT/<n>-<thread name>.prof. argv: python -c CPROFILE_WRAPPER OUT MODULE ARGS...
+CPROFILE_WRAPPER = """\
+import cProfile, os, re, runpy, sys, threading
+out, module, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+os.makedirs(out, exist_ok=True)
+profiles = []
+def start(*_):
+    p = cProfile.Profile()
+    profiles.append((threading.current_thread().name, p))
+    p.enable()
+threading.setprofile(start)
+main = cProfile.Profile()
+profiles.append(("MainThread", main))
+sys.argv = [module, *args]
+code = 0
+main.enable()
+try:
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+except SystemExit as exc:
+    code = exc.code
+finally:
+    main.disable()
+    threading.setprofile(None)
+    for n, (name, p) in enumerate(profiles):
+        p.dump_stats(os.path.join(out, "%04d-%s.prof" % (n, re.sub(r"[^\\w.-]", "_", name))))
+sys.exit(code)
+"""
+
+
+def py_spy() -> str | None:
+    """The venv's py-spy (or one on PATH), if there is one."""
+    local = Path(sys.executable).parent / "py-spy"
+    return str(local) if local.exists() else shutil.which("py-spy")
+
+
+def profiled_argv(
+    tool: str, module: str, args: list[str], out: Path, rate: int = 200, *, idle: bool = True
+) -> list[str]:
+    """argv that runs `python -m module args` under `tool`: "py-spy" (a sampling profile of
+    every thread, written as raw collapsed stacks to `out` when the process exits; the
+    profiled process is py-spy's child; `idle`: waits included (wall clock), else only
+    samples where a thread was running (CPU)) or "cprofile" (`CPROFILE_WRAPPER`: the process
+    itself, wall clock, one stats file per thread in the directory `out` on exit)."""
+    python = [sys.executable, "-m", module, *args]
+    if tool == "py-spy":
+        spy = py_spy()
+        if spy is None:
+            raise BenchError("py-spy not found")
+        return [
+            *(spy, "record", *(["--idle"] if idle else []), "--threads", "--format", "raw"),
+            *("--rate", str(rate), "--output", str(out), "--", *python),
+        ]
+    if tool == "cprofile":
+        return [sys.executable, "-c", CPROFILE_WRAPPER, str(out), module, *args]
+    raise ValueError(f"unknown profiler {tool!r}")
+
+
+def _function_rows(
+    own: dict[str, float], cum: dict[str, float], total: float, n: int, extra: dict | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    def row(f: str) -> dict[str, Any]:
+        return {
+            "function": f,
+            "own_s": own.get(f, 0.0),
+            "cumulative_s": cum.get(f, 0.0),
+            "own_pct": 100 * own.get(f, 0.0) / total if total else None,
+            "cumulative_pct": 100 * cum.get(f, 0.0) / total if total else None,
+            **(extra or {}).get(f, {}),
+        }
+
+    return {
+        "by_cumulative": [row(f) for f in sorted(cum, key=cum.__getitem__, reverse=True)[:n]],
+        "by_own": [row(f) for f in sorted(own, key=own.__getitem__, reverse=True)[:n]],
+    }
+
+
+def pyspy_top(
+    path: Path, rate: int, keep: Callable[[str], bool] = lambda _thread: True, n: int = 25
+) -> dict[str, Any]:
+    """The heaviest functions of a `py-spy record --threads --format raw` profile, over the
+    threads whose name `keep` accepts: `by_cumulative` (samples with the function anywhere on
+    the stack) and `by_own` (samples with it on top), in seconds (samples / rate) and % of the
+    kept threads' samples; `threads`: seconds sampled per thread name (every thread). A
+    function is `name (file)`: py-spy's line numbers (the line being run) are dropped."""
+    own: dict[str, float] = {}
+    cum: dict[str, float] = {}
+    threads: dict[str, float] = {}
+    total = 0.0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        seconds = int(count) / rate
+        thread, *frames = stack.split(";")
+        thread = thread.split(": ", 1)[-1]  # "thread (1234): job-cache_0"
+        threads[thread] = threads.get(thread, 0.0) + seconds
+        if not keep(thread):
+            continue
+        total += seconds
+        funcs = [re.sub(r":\d+\)$", ")", f) for f in frames] or ["(no Python frame)"]
+        own[funcs[-1]] = own.get(funcs[-1], 0.0) + seconds
+        for f in set(funcs):
+            cum[f] = cum.get(f, 0.0) + seconds
+    return {
+        "tool": "py-spy",
+        "rate_hz": rate,
+        "kept_s": total,
+        "threads": dict(sorted(threads.items(), key=lambda kv: kv[1], reverse=True)),
+        **_function_rows(own, cum, total, n),
+    }
+
+
+def cprofile_top(
+    path: Path, keep: Callable[[str], bool] = lambda _thread: True, n: int = 25
+) -> dict[str, Any]:
+    """The heaviest functions of `CPROFILE_WRAPPER`'s per-thread dumps in the directory
+    `path`, merged over the threads whose name `keep` accepts: `by_cumulative` and `by_own`
+    (cProfile's cumtime and tottime: wall clock, waits included) with calls; `threads`:
+    each thread's own time in total (every thread)."""
+    threads: dict[str, float] = {}
+    merged: pstats.Stats | None = None
+    for dump in sorted(path.glob("*.prof")):
+        thread = dump.stem.split("-", 1)[-1]
+        try:
+            stats = pstats.Stats(str(dump))
+        except (TypeError, EOFError, ValueError):  # a thread that made no call
+            continue
+        threads[thread] = threads.get(thread, 0.0) + float(stats.total_tt)  # type: ignore[attr-defined]
+        if keep(thread):
+            merged = stats if merged is None else merged.add(stats)
+    own: dict[str, float] = {}
+    cum: dict[str, float] = {}
+    calls: dict[str, dict[str, int]] = {}
+    items = merged.stats.items() if merged is not None else ()  # type: ignore[attr-defined]
+    for (file, line, name), (_cc, nc, tt, ct, _callers) in items:
+        f = f"{name} ({Path(file).name}:{line})" if line else name
+        own[f], cum[f], calls[f] = tt, ct, {"calls": nc}
+    total = float(merged.total_tt) if merged is not None else 0.0  # type: ignore[attr-defined]
+    return {
+        "tool": "cProfile",
+        "kept_s": total,
+        "threads": dict(sorted(threads.items(), key=lambda kv: kv[1], reverse=True)),
+        **_function_rows(own, cum, total, n, calls),
+    }
+
+
+def profile_table(rows: list[dict[str, Any]]) -> str:
+    """A `pyspy_top`/`cprofile_top` list as text: seconds and % cumulative and own, then the
+    function (left-aligned, so long names do not push the numbers apart)."""
+    lines = [
+        "   cum s  cum %    own s  own %  function",
+        "  ------  -----  -------  -----  --------",
+    ]
+    for r in rows:
+        calls = f"  [{r['calls']:,} calls]" if "calls" in r else ""
+        lines.append(
+            f"{r['cumulative_s']:8.2f}  {fmt(r['cumulative_pct'], '5.1f')}"
+            f"  {r['own_s']:7.2f}  {fmt(r['own_pct'], '5.1f')}  {r['function']}{calls}"
+        )
+    return "\n".join(lines)
