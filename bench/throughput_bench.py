@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import json
 import os
 import random
@@ -553,6 +554,27 @@ def work_thread(name: str) -> bool:
     return name not in SERVICE_THREADS and not name.endswith("-background")
 
 
+SERVERS = {"postgres": "PostgreSQL", "beam.smp": "RabbitMQ"}
+
+
+def server_cpu_s() -> dict[str, float]:
+    """CPU seconds (user + system) used so far by the machine's PostgreSQL and RabbitMQ
+    processes, by server: what a drain costs beside the workers' own CPU."""
+    used = dict.fromkeys(SERVERS.values(), 0.0)
+    for proc in psutil.process_iter(["name", "cpu_times"]):
+        server = SERVERS.get(proc.info["name"] or "")
+        times = proc.info["cpu_times"]
+        if server and times is not None:
+            used[server] += times.user + times.system
+    return used
+
+
+def cpu_per_job(before: dict[str, float], after: dict[str, float], n: int) -> dict[str, float]:
+    """Milliseconds of CPU per job, by process group (a server's backends that ended during
+    the drain are missed: the workers keep theirs open)."""
+    return {k: round((after[k] - before.get(k, 0.0)) / n * 1000, 3) for k in after}
+
+
 def drain(
     bench: Bench,
     jobgate: Jobgate,
@@ -575,6 +597,7 @@ def drain(
     log(f"{label}: {n} jobs queued in {queue_s:.2f}s ({n / queue_s:.0f}/s through the batch API)")
     names = [f"worker-{label}-{k + 1}" for k in range(workers)]
     profiled = None
+    servers_before = server_cpu_s()
     spawn_wall = time.time()
     spawn = time.perf_counter()
     for k, name in enumerate(names):
@@ -585,6 +608,11 @@ def drain(
         else:
             stack.start_worker("cache", name=name)
     end = Pending(ids, jobgate.finished).wait(timeout)
+    used = server_cpu_s()
+    for name in names:
+        with contextlib.suppress(psutil.Error, KeyError):
+            times = psutil.Process(stack.procs[name].pid).cpu_times()
+            used["workers"] = used.get("workers", 0.0) + times.user + times.system
     checked = jobgate.check(ids, first_file)
     stop_procs(stack, [nm for nm in names if nm in stack.procs])
     top = None
@@ -616,11 +644,13 @@ def drain(
         "worker_startup_s": [w["first_claim"] - spawn_wall for w in checked["per_worker"].values()],
         "check": {k: checked[k] for k in ("jobs", "by_status")},
         "profiled": profile is not None,
+        # workers: since their start (imports included); servers: since the spawn.
+        "cpu_ms_per_job": cpu_per_job(servers_before, used, n),
     }
     log(
         f"{label}: {n} jobs drained in {span:.2f}s from the first claim ({row['per_s']:.0f}/s);"
         f" {row['spawn_to_done_s']:.2f}s from the workers' start; per worker"
-        f" {row['jobs_per_worker']}"
+        f" {row['jobs_per_worker']}; CPU ms per job {row['cpu_ms_per_job']}"
     )
     if top is not None:
         row["profile"] = top
@@ -662,8 +692,11 @@ Celery. Latency: one job at a time on an idle system: POST sent -> the cache job
 started (task + `example.clock`; Celery `bench.clock`). Drain: jobs queued through the batch
 API with no worker running, then fresh workers: `startup s` = workers spawned -> first
 claim; `jobs/s` = jobs / (first claim -> last `completed_at`), the target's measure; `incl.
-startup` = jobs / (spawned -> last `completed_at`). Every job was checked: completed, one
-attempt, one `started` and one `completed` event, its item done, result = the file's size."""
+startup` = jobs / (spawned -> last `completed_at`); `CPU ms/job`: CPU time per job of the
+worker processes (since their start), of all PostgreSQL and of all RabbitMQ processes on the
+machine (during the drain, so other work on the machine counts too). Every job was checked:
+completed, one attempt, one `started` and one `completed` event, its item done, result = the
+file's size."""
 
 
 def run(bench: Bench) -> None:
@@ -856,6 +889,7 @@ def report(
             "jobs/s",
             "incl. startup/s",
             "per worker",
+            "CPU ms/job W/PG/MQ",
             "target",
             "",
         ],
@@ -870,6 +904,10 @@ def report(
                 fmt(d["per_s"], ".0f"),
                 fmt(d["spawn_to_done_per_s"], ".0f"),
                 "/".join(str(j) for j in d["jobs_per_worker"]),
+                "/".join(
+                    fmt(d["cpu_ms_per_job"].get(k), ".2f")
+                    for k in ("workers", "PostgreSQL", "RabbitMQ")
+                ),
                 d["target"],
                 d["verdict"],
             ]

@@ -5,6 +5,9 @@ from __future__ import annotations
 import threading
 import time
 
+import psycopg2.errors
+import pytest
+
 from jobgate import db as dbmod
 
 
@@ -62,3 +65,29 @@ def test_idle_connections_ended_by_the_server_are_replaced(database_url):
             assert pid not in pids
     pool.close()
     admin.close()
+
+
+def test_autocommit_statements_are_their_own_transactions(database_url):
+    pool = dbmod.Database(database_url, maxconn=1)
+    with pool.autocommit() as conn:
+        dbmod.execute(conn, "CREATE TEMP TABLE IF NOT EXISTS ac (x int)")
+        # A string of statements is one implicit transaction: SET LOCAL holds for it alone,
+        # and a failure in it undoes the whole string.
+        row = dbmod.fetch_one(
+            conn, dbmod.RELAXED + "SELECT current_setting('synchronous_commit') AS s"
+        )
+        assert row["s"] == "off"
+        assert (
+            dbmod.fetch_one(conn, "SELECT current_setting('synchronous_commit') AS s")["s"] == "on"
+        )
+        with pytest.raises(psycopg2.errors.DivisionByZero):
+            dbmod.execute(conn, "INSERT INTO ac VALUES (1); SELECT 1 / 0")
+        dbmod.execute(conn, "INSERT INTO ac VALUES (2)")  # committed as it answered
+        assert [r["x"] for r in dbmod.fetch_all(conn, "SELECT x FROM ac")] == [2]
+    # Back in the pool as an ordinary connection: a transaction rolls back as one.
+    with pytest.raises(RuntimeError), pool.transaction() as conn:
+        dbmod.execute(conn, "INSERT INTO ac VALUES (3)")
+        raise RuntimeError
+    with pool.transaction() as conn:
+        assert [r["x"] for r in dbmod.fetch_all(conn, "SELECT x FROM ac")] == [2]
+    pool.close()

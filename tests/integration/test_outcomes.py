@@ -229,17 +229,24 @@ def test_hand_back_of_a_job_no_longer_held_writes_nothing(db, recorder):
 
 
 class FlakyDatabase:
-    """The real database, unreachable for its first `failures` transactions."""
+    """The real database, unreachable for its first `failures` checkouts (either kind)."""
 
     def __init__(self, database: dbmod.Database, failures: int) -> None:
         self.database = database
         self.failures = failures
 
-    def transaction(self) -> contextlib.AbstractContextManager[dbmod.Connection]:
+    def _refuse(self) -> None:
         if self.failures:
             self.failures -= 1
             raise dbmod.OperationalError("connection refused")
+
+    def transaction(self) -> contextlib.AbstractContextManager[dbmod.Connection]:
+        self._refuse()
         return self.database.transaction()
+
+    def autocommit(self) -> contextlib.AbstractContextManager[dbmod.Connection]:
+        self._refuse()
+        return self.database.autocommit()
 
 
 def test_an_outcome_is_recorded_once_the_database_is_back(db, settings, recorder, monkeypatch):

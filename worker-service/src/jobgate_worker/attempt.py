@@ -145,17 +145,18 @@ class AttemptRunner:
         """Claim and run one delivery; returns how to settle it and the attempt it held.
         `priority` is the delivery's: a pending job whose priority changed since is left to
         the message carrying the new one (`attempts.claim_job`)."""
-        with self.db.transaction() as conn:
-            # A claim lost in a database crash leaves the job as it was and its message
-            # unacked, so it is redelivered; and the outcome's durable commit flushes the WAL
-            # past this record anyway. Waiting for the flush here only delays the start.
-            db.relax_durability(conn)
+        # One statement each, committed as the server answers (one round trip). The claim
+        # need not wait for the WAL flush: a claim lost in a database crash leaves the job as
+        # it was and its message unacked, so it is redelivered; and the outcome's durable
+        # commit flushes the WAL past this record anyway.
+        with self.db.autocommit() as conn:
             job = attempts.claim_job(
                 conn,
                 job_id=message.job_id,
                 worker_id=self.worker_id,
                 lease_s=self.settings.job_lease_seconds,
                 priority=priority,
+                relaxed=True,
             )
             settled = None if job else attempts.settle_unclaimable(conn, job_id=message.job_id)
         if job is None:

@@ -103,8 +103,17 @@ class OutcomeRecorder:
         if ending.outcome is Outcome.LOST:
             log.warning("job %s: another worker took it over; dropping this attempt", job_id)
             return Recorded(Settlement.ACK, Outcome.LOST)
-        with self.db.transaction() as conn:
-            recorded = self._write(conn, job, ending)
+        if ending.outcome is Outcome.COMPLETED:
+            # The common case in one round trip: the job and the worker's count in one
+            # statement, committed as the server answers (see `attempts.complete_job`).
+            with self.db.autocommit() as conn:
+                row = attempts.complete_job(
+                    conn, job_id=job_id, worker_id=self.worker_id, result=ending.result
+                )
+            recorded = Recorded(Settlement.ACK, Outcome.COMPLETED, row)
+        else:
+            with self.db.transaction() as conn:
+                recorded = self._write(conn, job, ending)
         if recorded.outcome is Outcome.HANDBACK:
             log.info("job %s: handed back for another worker", job_id)
         elif recorded.job is None:
@@ -140,11 +149,6 @@ class OutcomeRecorder:
         if ending.outcome is Outcome.HANDBACK:
             row = attempts.hand_back(conn, job_id=job_id, worker_id=self.worker_id)
             return Recorded(Settlement.REQUEUE, Outcome.HANDBACK, row)
-        if ending.outcome is Outcome.COMPLETED:
-            row = self._finish(conn, job_id, "completed", result=ending.result)
-            if row is not None:
-                workers.count_outcome(conn, worker_id=self.worker_id, completed=True)
-            return Recorded(Settlement.ACK, Outcome.COMPLETED, row)
         if ending.outcome is Outcome.CANCELLED:
             return Recorded(
                 Settlement.ACK, Outcome.CANCELLED, self._finish(conn, job_id, "cancelled")

@@ -24,8 +24,10 @@ def claim_job(
     worker_id: str,
     lease_s: float,
     priority: int | None = None,
+    relaxed: bool = False,
 ) -> Job | None:
     """Take a job for one attempt; None if it is not claimable (finished, held, cancelled).
+    `relaxed`: its commit need not wait for the WAL flush (`db.RELAXED`, same round trip).
 
     A running job whose lease expired (its worker died) may be taken over: that is a
     new attempt, so a job that kills every worker still ends `failed`.
@@ -40,7 +42,8 @@ def claim_job(
     """
     return db.fetch_one(
         conn,
-        """
+        (db.RELAXED if relaxed else "")
+        + """
         UPDATE jobs SET status = 'running', attempt = attempt + 1, worker_id = %(w)s,
                last_worker_id = %(w)s, lease_expires_at = now() + make_interval(secs => %(lease)s),
                started_at = coalesce(started_at, now()), next_attempt_at = NULL,
@@ -233,6 +236,36 @@ def finish_job(
             "w": worker_id,
             "status": status,
             "error": error,
+            "result": None if result is None else psycopg2.extras.Json(result),
+        },
+    )
+
+
+def complete_job(
+    conn: db.Connection, *, job_id: str, worker_id: str, result: Any = None
+) -> Job | None:
+    """`finish_job(status='completed')` and the worker's completed count, in ONE statement:
+    on an autocommit connection (`Database.autocommit`) the whole outcome of a successful
+    attempt is one round trip. None (and nothing counted) if this worker no longer holds it."""
+    return db.fetch_one(
+        conn,
+        """
+        WITH done AS (
+            UPDATE jobs SET status = 'completed', error = NULL,
+                   result = coalesce(%(result)s, result), completed_at = now(),
+                   worker_id = NULL, lease_expires_at = NULL, current_item = NULL,
+                   updated_at = now()
+            WHERE id = %(id)s AND worker_id = %(w)s AND status = 'running'
+            RETURNING *
+        ), counted AS (
+            UPDATE workers SET jobs_completed = jobs_completed + 1
+            WHERE id = %(w)s AND EXISTS (SELECT 1 FROM done)
+        )
+        SELECT * FROM done
+        """,
+        {
+            "id": job_id,
+            "w": worker_id,
             "result": None if result is None else psycopg2.extras.Json(result),
         },
     )
