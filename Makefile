@@ -82,6 +82,7 @@ bench: venv services migrate engine ## benchmarks (not tests): print tables, wri
 	$(BIN)/python bench/batch_bench.py
 	$(BIN)/python bench/throughput_bench.py
 	$(BIN)/python bench/analytics_bench.py
+	$(BIN)/python bench/scale_bench.py
 	$(BIN)/python bench/streams_bench.py
 
 .PHONY: help venv services engine edge js browser kubectl images smoke-images migrate run test lint fmt bench

@@ -29,14 +29,10 @@ Usage: .venv/bin/python bench/analytics_bench.py [--quick] [--jobs N] [--calls N
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import io
-import random
 import statistics
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -48,6 +44,7 @@ if str(REPO) not in sys.path:
 import psycopg2  # noqa: E402
 import psycopg2.extras  # noqa: E402
 
+from bench import fixtures  # noqa: E402
 from bench.harness import (  # noqa: E402
     Bench,
     add_quick,
@@ -64,22 +61,6 @@ from jobgate import analytics  # noqa: E402
 from jobgate.db import Database  # noqa: E402
 
 TARGET_MS = 50.0
-KINDS = (  # share of the jobs
-    ("task", 0.35),
-    ("cache", 0.20),
-    ("convert", 0.15),
-    ("scrape", 0.15),
-    ("container", 0.10),
-    ("webhook", 0.05),
-)
-STATUSES = (
-    ("completed", 0.85),
-    ("failed", 0.07),
-    ("cancelled", 0.04),
-    ("pending", 0.02),
-    ("running", 0.01),
-    ("retrying", 0.01),
-)
 CONDITIONS = (
     "One process calls jobgate.analytics on one connection (as the stats-service does), on\n"
     "the machine that runs PostgreSQL; warm caches; every read is one round trip or two."
@@ -104,67 +85,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parse(p, argv, {"--jobs": 100_000, "--calls": 100, "--updates": 4000})
 
 
-def pick(rng: random.Random, table: tuple[tuple[str, float], ...]) -> str:
-    return rng.choices([k for k, _ in table], weights=[w for _, w in table])[0]
-
-
 def load_jobs(url: str, args: argparse.Namespace) -> list[str]:
-    """Owners and `--jobs` jobs with COPY in chunks (the analytics insert trigger runs and
-    writes one delta per key of each chunk); returns the owner ids, the big one first. The
-    job-events trigger is off during the load (1M events would only slow it down)."""
-    rng = random.Random(args.seed)
+    """Owners and `--jobs` jobs (`bench.fixtures.load_jobs`: COPY in chunks, the analytics
+    insert trigger on), then 20 Jobgate and 10 external worker rows; returns the owner ids,
+    the big one first."""
+    owners = fixtures.load_jobs(url, jobs=args.jobs, owners=args.owners, seed=args.seed, log=log)
+    kinds = [k for k, _ in fixtures.KINDS]
     conn = psycopg2.connect(url)
     conn.autocommit = True
     cur = conn.cursor()
-    owners = [str(uuid.uuid4()) for _ in range(args.owners)]
-    psycopg2.extras.execute_values(
-        cur,
-        "INSERT INTO users (id, username, password_hash) VALUES %s",
-        [(o, f"user{i}", "x") for i, o in enumerate(owners)],
-    )
-    weights = [0.30] + [0.70 / (len(owners) - 1)] * (len(owners) - 1)
-    kinds = [k for k, _ in KINDS]
-    kind_w = [w for _, w in KINDS]
-    statuses = [s for s, _ in STATUSES]
-    status_w = [w for _, w in STATUSES]
-    now = dt.datetime.now(dt.UTC)
-    span_s = 365 * 86400
-    cur.execute("ALTER TABLE jobs DISABLE TRIGGER jobs_created_event")
-    chunk = 100_000
-    done = 0
-    t0 = time.perf_counter()
-    while done < args.jobs:
-        n = min(chunk, args.jobs - done)
-        buf = io.StringIO()
-        owner_col = rng.choices(owners, weights=weights, k=n)
-        kind_col = rng.choices(kinds, weights=kind_w, k=n)
-        status_col = rng.choices(statuses, weights=status_w, k=n)
-        for owner, kind, status in zip(owner_col, kind_col, status_col, strict=True):
-            age = rng.random() * span_s
-            if status in ("pending", "running", "retrying"):
-                age = rng.random() * 3600  # waiting or running work is recent
-            created = now - dt.timedelta(seconds=age)
-            started = completed = r"\N"
-            if status != "pending":
-                start = created + dt.timedelta(seconds=rng.expovariate(1 / 2.0))
-                started = start.isoformat()
-                if status in ("completed", "failed", "cancelled"):
-                    took = min(rng.lognormvariate(3.0, 1.2), age * 0.9)
-                    completed = (start + dt.timedelta(seconds=took)).isoformat()
-            buf.write(
-                f"{uuid.uuid4()}\t{kind}\t{owner}\t{status}\t{created.isoformat()}"
-                f"\t{started}\t{completed}\n"
-            )
-        buf.seek(0)
-        cur.copy_expert(
-            "COPY jobs (id, kind, owner_id, status, created_at, started_at, completed_at)"
-            " FROM STDIN",
-            buf,
-        )
-        done += n
-        log(f"loaded {done:,} jobs ({time.perf_counter() - t0:.0f} s)")
-    cur.execute("ALTER TABLE jobs ENABLE TRIGGER jobs_created_event")
-    cur.execute("ANALYZE")
     # Workers: Jobgate's per kind, and external ones of a few owners (the big one included).
     for i in range(20):
         cur.execute(

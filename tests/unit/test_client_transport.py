@@ -304,23 +304,34 @@ def test_a_second_401_after_refreshing_is_raised(server):
     assert len(server.seen) == 3
 
 
-def test_listing_follows_link_and_total_count(server):
+def test_listing_reads_links_totals_and_follows_the_cursor(server):
     base = f"{server.url}/api/v1/jobs"
 
     def handle(seen: Seen) -> Reply:
-        offset = 0 if "offset=0" in seen.path else 2
-        items = [{"id": f"j{offset}"}, {"id": f"j{offset + 1}"}][: 2 if offset == 0 else 1]
+        second = "cursor=c2" in seen.path
+        items = [{"id": "j2"}] if second else [{"id": "j0"}, {"id": "j1"}]
         links = f'<{base}?limit=2&offset=0>; rel="first", <{base}?limit=2&offset=2>; rel="last"'
-        if offset == 0:
-            links += f', <{base}?limit=2&offset=2>; rel="next"'
-        return Reply(200, items, headers={"X-Total-Count": "3", "Link": links})
+        headers = {"X-Total-Count": "3", "Link": links}
+        if not second:
+            headers["Link"] += f', <{base}?limit=2&offset=2>; rel="next"'
+            headers["X-Next-Cursor"] = "c2"
+        return Reply(200, items, headers=headers)
 
     server.handler = handle
     client, _ = make_client(server.url)
     page = client.jobs.list(kind="cache", limit=2)
-    assert (page.total, page.next_offset, len(page)) == (3, 2, 2)
+    assert (page.total, page.next_offset, page.next_cursor, len(page)) == (3, 2, "c2", 2)
     assert "kind=cache" in server.seen[0].path
-    assert [j["id"] for j in client.jobs.iter(page_size=2)] == ["j0", "j1", "j2"]
+    assert [j["id"] for j in client.jobs.iter(page_size=2, kind="cache")] == ["j0", "j1", "j2"]
+    assert "cursor=c2" in server.seen[-1].path and "offset" not in server.seen[-1].path
+    assert "kind=cache" in server.seen[-1].path
+
+
+def test_a_listing_past_the_count_cap_has_no_exact_total(server):
+    server.handler = lambda seen: Reply(200, [{"id": "j0"}], headers={"X-Total-Count-Min": "1001"})
+    client, _ = make_client(server.url)
+    page = client.jobs.list(created_since="2026-01-01T00:00:00Z", limit=1)
+    assert (page.total, page.total_min) == (None, 1001)
 
 
 def test_none_arguments_are_left_out(server):

@@ -702,7 +702,8 @@ def jobs_list(state: State, as_json: bool, **filters: Any) -> int:
         )
     state.out.print(table)
     shown_to = page.offset + len(page.items)
-    state.err.print(f"{page.offset + 1 if page.items else 0}-{shown_to} of {page.total}")
+    total = page.total if page.total is not None else f"at least {page.total_min}"
+    state.err.print(f"{page.offset + 1 if page.items else 0}-{shown_to} of {total}")
     return EXIT_OK
 
 

@@ -222,13 +222,17 @@ class WorkersStatus(TypedDict, total=False):
 @dataclasses.dataclass(frozen=True)
 class Page(Generic[T]):
     """One page of a listing: its items, the total matching the filters, and where the next
-    page starts (None on the last page)."""
+    page starts (None on the last page). `total` is None when the server did not count
+    them all (a `created_since` listing of more than 1,000 jobs): `total_min` is then how
+    many there are at least. `next_cursor` continues the listing by keyset (jobs only)."""
 
     items: list[T]
-    total: int
+    total: int | None
     limit: int
     offset: int
     next_offset: int | None = None
+    next_cursor: str | None = None
+    total_min: int | None = None
 
     def __iter__(self) -> Iterator[T]:
         return iter(self.items)

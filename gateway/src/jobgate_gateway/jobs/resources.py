@@ -22,6 +22,7 @@ from jobgate_gateway.files.views import file_to_dict, send_stored_file
 from jobgate_gateway.jobs import service
 from jobgate_gateway.jobs.schemas import (
     BATCH_MAX,
+    LIST_TOTAL_HEADERS,
     JobBatchCreateSchema,
     JobBatchItemOptionsSchema,
     JobBatchSchema,
@@ -98,8 +99,12 @@ BATCH_REQUEST_BODY = {
 }
 
 LIST_HEADERS = {
-    "X-Total-Count": {"description": "jobs matching the filters", "schema": {"type": "integer"}},
-    "Link": {"description": "first/prev/next/last pages (RFC 8288)", "schema": {"type": "string"}},
+    **LIST_TOTAL_HEADERS,
+    "Link": {
+        "description": "first/prev/next/last pages by offset (RFC 8288); a page asked for by "
+        "`cursor` links first and next only, next by cursor",
+        "schema": {"type": "string"},
+    },
 }
 
 
@@ -160,12 +165,14 @@ class Jobs(MethodView):
     @blp.response(200, JobSchema(many=True), headers=LIST_HEADERS)
     def get(self, query: dict[str, Any]) -> tuple[list[dict[str, Any]], int, dict[str, str]]:
         """List jobs, a JSON array (seed 002) with the total in `X-Total-Count` and the pages
-        in `Link`; own jobs, admins see all and may filter by `owner`."""
+        in `Link`; own jobs, admins see all and may filter by `owner`. Page by `offset`, or by
+        `cursor` (`X-Next-Cursor`): as fast at any depth and stable under inserts."""
         principal = require_auth("jobs:read")
         owner = service.list_owner(principal, owner=query.get("owner"), kind=query.get("kind"))
         svc = services()
+        cursor = query.get("cursor")
         with svc.db.transaction() as conn:
-            rows, total = jobs.list_jobs(
+            page = jobs.list_jobs_page(
                 conn,
                 owner_id=owner,
                 kind=query.get("kind"),
@@ -175,14 +182,32 @@ class Jobs(MethodView):
                 created_since=query.get("created_since"),
                 limit=query["limit"],
                 offset=query["offset"],
+                cursor=cursor,
                 sort=query["sort"],
                 order=query["order"],
+                count_cap=jobs.COUNT_CAP,
             )
-        headers = {"X-Total-Count": str(total)}
-        links = page_links(total=total, limit=query["limit"], offset=query["offset"])
+        headers = {}
+        if page.total is not None:
+            headers["X-Total-Count"] = str(page.total)
+        else:
+            headers["X-Total-Count-Min"] = str(page.total_min)
+        next_cursor = None
+        if page.has_more:
+            sort, order = (cursor.sort, cursor.order) if cursor else (query["sort"], query["order"])
+            next_cursor = jobs.encode_cursor(sort, order, page.rows[-1])
+            headers["X-Next-Cursor"] = next_cursor
+        links = page_links(
+            total=page.total,
+            limit=query["limit"],
+            offset=query["offset"],
+            has_more=page.has_more,
+            next_cursor=next_cursor if cursor is not None else None,
+            by_cursor=cursor is not None,
+        )
         if links:
             headers["Link"] = links
-        return [job_to_dict(r) for r in rows], 200, headers
+        return [job_to_dict(r) for r in page.rows], 200, headers
 
 
 # A batch item's own key, checked like the Idempotency-Key header.
@@ -252,18 +277,37 @@ def batch(body: dict[str, Any]) -> tuple[Response, int]:
     return jsonify(body), 201
 
 
-def page_links(*, total: int, limit: int, offset: int) -> str:
-    """RFC 8288 links to the first, previous, next and last pages of this listing."""
-    pages = {"first": 0, "last": max(0, (total - 1) // limit * limit)}
-    if offset > 0:
-        pages["prev"] = max(0, offset - limit)
-    if offset + limit < total:
-        pages["next"] = offset + limit
-    args = request.args.to_dict()
+def page_links(
+    *,
+    total: int | None,
+    limit: int,
+    offset: int,
+    has_more: bool | None = None,
+    next_cursor: str | None = None,
+    by_cursor: bool = False,
+) -> str:
+    """RFC 8288 links to the first, previous, next and last pages of this listing, keeping
+    its filters. By offset as before (no `last` when the total is unknown); a page asked for
+    by cursor links `first` and, with `next_cursor`, `next` by cursor (a keyset page has no
+    offset to go back from)."""
+    args = {k: v for k, v in request.args.to_dict().items() if k not in ("cursor", "offset")}
     links = []
-    for rel, page_offset in pages.items():
-        query = urlencode({**args, "limit": limit, "offset": page_offset})
+
+    def link(rel: str, **page: Any) -> None:
+        query = urlencode({**args, "limit": limit, **page})
         links.append(f'<{request.base_url}?{query}>; rel="{rel}"')
+
+    link("first", offset=0)
+    if by_cursor:
+        if next_cursor is not None:
+            link("next", cursor=next_cursor)
+        return ", ".join(links)
+    if offset > 0:
+        link("prev", offset=max(0, offset - limit))
+    if offset + limit < total if total is not None else has_more:
+        link("next", offset=offset + limit)
+    if total is not None:
+        link("last", offset=max(0, (total - 1) // limit * limit))
     return ", ".join(links)
 
 

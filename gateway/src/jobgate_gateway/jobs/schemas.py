@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from marshmallow import INCLUDE, Schema, fields, validate
+from typing import Any
+
+from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from jobgate import kinds
-from jobgate.jobs import SORTABLE, STATUSES
+from jobgate.jobs import COUNT_CAP, SORTABLE, STATUSES, Cursor, decode_cursor
 from jobgate_gateway.files.resources import FileSchema
 
 
@@ -66,6 +68,17 @@ def kind_request_schemas(
     return schemas
 
 
+class CursorField(fields.String):
+    """`jobs.encode_cursor`'s opaque text, loaded as a `jobs.Cursor`."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Cursor:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return decode_cursor(text)
+        except ValueError:
+            raise ValidationError("Not a cursor this API gave (X-Next-Cursor).") from None
+
+
 class JobListQuerySchema(Schema):
     kind = fields.String(validate=validate.OneOf(kinds.names()))
     status = fields.String(validate=validate.OneOf(STATUSES))
@@ -73,8 +86,49 @@ class JobListQuerySchema(Schema):
     owner = fields.UUID(metadata={"description": "admin only: jobs of this user"})
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 500))
     offset = fields.Integer(load_default=0, validate=validate.Range(0, 2**31 - 1))
+    cursor = CursorField(
+        validate=validate.Length(max=1000),
+        metadata={
+            "description": "keyset paging: the `X-Next-Cursor` (or `Link: rel=next`) of the "
+            "previous page; the next page starts after its last job, whatever was inserted "
+            "since, and costs the same at any depth. Keeps the sort and order it was made "
+            "with; not with `offset`"
+        },
+    )
     sort = fields.String(load_default="created_at", validate=validate.OneOf(SORTABLE))
     order = fields.String(load_default="desc", validate=validate.OneOf(["asc", "desc"]))
+
+    @validates_schema(pass_original=True)
+    def _cursor_alone(self, data: dict[str, Any], original: Any, **_kwargs: Any) -> None:
+        """A cursor is a position in one sort and order: another one, or an offset beside
+        it, is a mistake the caller should hear about."""
+        cursor = data.get("cursor")
+        if cursor is None:
+            return
+        if data.get("offset"):
+            raise ValidationError("Use either cursor or offset.", "offset")
+        for name in ("sort", "order"):
+            if name in original and data[name] != getattr(cursor, name):
+                raise ValidationError(
+                    f"The cursor was made for {name}={getattr(cursor, name)}.", name
+                )
+
+
+LIST_TOTAL_HEADERS = {
+    "X-Total-Count": {
+        "description": "jobs matching the filters; absent when a `created_since` listing "
+        f"matches more than {COUNT_CAP:,} (then see X-Total-Count-Min)",
+        "schema": {"type": "integer"},
+    },
+    "X-Total-Count-Min": {
+        "description": "only when X-Total-Count is absent: at least this many match",
+        "schema": {"type": "integer"},
+    },
+    "X-Next-Cursor": {
+        "description": "when more jobs follow: the `cursor` of the next page (keyset)",
+        "schema": {"type": "string"},
+    },
+}
 
 
 class JobLogsQuerySchema(Schema):

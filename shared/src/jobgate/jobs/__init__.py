@@ -17,9 +17,14 @@ The writers are grouped by who calls them:
 
 from __future__ import annotations
 
+import base64
+import binascii
+import dataclasses
+import datetime as dt
+import json
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from jobgate import db
 
@@ -40,6 +45,194 @@ def get_job(conn: db.Connection, *, job_id: str, for_update: bool = False) -> Jo
     return db.fetch_one(conn, sql, (job_id,))
 
 
+# A `created_since` listing counts its matches up to this many (an index-only scan of at most
+# COUNT_CAP entries); past it the total is unknown (`JobPage.total` None). Listings without
+# it are counted from the analytics rollups, exactly and at any size.
+COUNT_CAP = 1_000
+NULLABLE_SORTS = frozenset({"started_at", "completed_at"})
+TIMESTAMP_SORTS = frozenset({"created_at", "updated_at", "started_at", "completed_at"})
+
+
+class Cursor(NamedTuple):
+    """A keyset position in a listing: after the row whose `sort` column is `value` (None
+    for a NULL) and whose id is `id`, in `order`."""
+
+    sort: str
+    order: str
+    value: Any
+    id: str
+
+
+def encode_cursor(sort: str, order: str, row: Job) -> str:
+    """The opaque `cursor` that continues a listing after `row` (base64url JSON, unpadded;
+    timestamps keep their microseconds)."""
+    value = row[sort]
+    if isinstance(value, dt.datetime):
+        value = value.isoformat()
+    raw = json.dumps([sort, order, value, str(row["id"])], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(text: str) -> Cursor:
+    """The position `encode_cursor` wrote; ValueError for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        sort, order, value, job_id = json.loads(raw)
+        job_id = str(uuid.UUID(job_id))
+    except (ValueError, TypeError, AttributeError, binascii.Error) as exc:
+        raise ValueError("malformed cursor") from exc
+    if sort not in SORTABLE or order not in ("asc", "desc"):
+        raise ValueError("malformed cursor")
+    if value is None:
+        if sort not in NULLABLE_SORTS:
+            raise ValueError("malformed cursor")
+    elif sort in TIMESTAMP_SORTS:
+        if not isinstance(value, str):
+            raise ValueError("malformed cursor")
+        value = dt.datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            raise ValueError("malformed cursor")
+    elif sort == "priority":
+        if type(value) is not int:
+            raise ValueError("malformed cursor")
+    elif not isinstance(value, str):
+        raise ValueError("malformed cursor")
+    return Cursor(sort, order, value, job_id)
+
+
+@dataclasses.dataclass
+class JobPage:
+    """A page of a listing: its rows, the total (None when a `created_since` listing matches
+    more than COUNT_CAP jobs: then at least `total_min`), and whether more rows follow."""
+
+    rows: list[Job]
+    total: int | None
+    total_min: int
+    has_more: bool
+
+
+def _filters(
+    *,
+    owner_id: str | None,
+    kind: str | None,
+    status: str | None,
+    exclude_kinds: Sequence[str],
+) -> tuple[list[str], list[Any]]:
+    where, params = ["true"], []
+    for column, value in (("owner_id", owner_id), ("kind", kind), ("status", status)):
+        if value is not None:
+            where.append(f"{column} = %s")
+            params.append(value)
+    if exclude_kinds:
+        where.append("kind <> ALL(%s)")
+        params.append(list(exclude_kinds))
+    return where, params
+
+
+def _after(cursor: Cursor) -> tuple[str, list[Any]]:
+    """The keyset predicate "after `cursor`" for ORDER BY col ORDER, id ORDER (PostgreSQL's
+    default NULL placement: first when descending, last when ascending). A row comparison,
+    so the (col, id) index serves it as a range."""
+    col, op = cursor.sort, ("<" if cursor.order == "desc" else ">")
+    if cursor.value is None:  # still among the NULLs
+        if cursor.order == "desc":  # NULLs first, then every non-NULL value
+            return f"(({col} IS NULL AND id {op} %s) OR {col} IS NOT NULL)", [cursor.id]
+        return f"({col} IS NULL AND id {op} %s)", [cursor.id]
+    if cursor.order == "asc" and cursor.sort in NULLABLE_SORTS:  # NULLs come last
+        return f"(({col}, id) {op} (%s, %s) OR {col} IS NULL)", [cursor.value, cursor.id]
+    return f"({col}, id) {op} (%s, %s)", [cursor.value, cursor.id]
+
+
+def count_jobs(
+    conn: db.Connection,
+    *,
+    owner_id: str | None = None,
+    kind: str | None = None,
+    status: str | None = None,
+    exclude_kinds: Sequence[str] = (),
+) -> int:
+    """How many jobs match, exactly, from the analytics rollup plus its unfolded deltas (one
+    statement, one snapshot: equal to a COUNT over `jobs`, migration 0011) instead of
+    counting up to a million rows."""
+    where, params = _filters(
+        owner_id=owner_id, kind=kind, status=status, exclude_kinds=exclude_kinds
+    )
+    clause = " AND ".join(where)
+    row = db.fetch_one(
+        conn,
+        f"""
+        SELECT coalesce(sum(jobs), 0) AS n FROM (
+            SELECT jobs FROM analytics_totals WHERE {clause}
+            UNION ALL
+            SELECT jobs FROM analytics_deltas WHERE {clause}) AS parts
+        """,
+        [*params, *params],
+    )
+    assert row is not None
+    return int(row["n"])
+
+
+def list_jobs_page(
+    conn: db.Connection,
+    *,
+    owner_id: str | None = None,
+    kind: str | None = None,
+    status: str | None = None,
+    created_since: Any = None,
+    limit: int = 50,
+    offset: int = 0,
+    cursor: Cursor | None = None,
+    sort: str = "created_at",
+    order: str = "desc",
+    exclude_kinds: Sequence[str] = (),
+    count_cap: int | None = COUNT_CAP,
+) -> JobPage:
+    """A page of jobs (`offset` rows skipped, or those after `cursor`, whose sort and order
+    win), ordered by `sort` then `id` in `order`, leaving out the jobs of `exclude_kinds`
+    (the canonical list hides internal kinds unless asked by kind), and the total matching
+    the filters: from the rollups, or with `created_since` by counting at most `count_cap`
+    matches (None: all of them)."""
+    if cursor is not None:
+        sort, order = cursor.sort, cursor.order
+    if sort not in SORTABLE or order not in ("asc", "desc"):
+        raise ValueError("unsupported sort")
+    where, params = _filters(
+        owner_id=owner_id, kind=kind, status=status, exclude_kinds=exclude_kinds
+    )
+    if created_since is None:
+        total: int | None = count_jobs(
+            conn, owner_id=owner_id, kind=kind, status=status, exclude_kinds=exclude_kinds
+        )
+        total_min = total
+    else:
+        where.append("created_at >= %s")
+        params.append(created_since)
+        clause = " AND ".join(where)
+        if count_cap is None:
+            sql, args = f"SELECT count(*) AS n FROM jobs WHERE {clause}", params
+        else:
+            sql = f"SELECT count(*) AS n FROM (SELECT 1 FROM jobs WHERE {clause} LIMIT %s) AS m"
+            args = [*params, count_cap + 1]
+        row = db.fetch_one(conn, sql, args)
+        assert row is not None
+        total_min = int(row["n"])
+        total = None if count_cap is not None and total_min > count_cap else total_min
+    page_where, page_params = list(where), list(params)
+    if cursor is not None:
+        after, after_params = _after(cursor)
+        page_where.append(after)
+        page_params.extend(after_params)
+        offset = 0
+    rows = db.fetch_all(
+        conn,
+        f"SELECT * FROM jobs WHERE {' AND '.join(page_where)}"
+        f" ORDER BY {sort} {order}, id {order} LIMIT %s OFFSET %s",
+        [*page_params, limit + 1, offset],
+    )
+    has_more = len(rows) > limit
+    return JobPage(rows[:limit], total, total_min, has_more)
+
+
 def list_jobs(
     conn: db.Connection,
     *,
@@ -53,29 +246,23 @@ def list_jobs(
     order: str = "desc",
     exclude_kinds: Sequence[str] = (),
 ) -> tuple[list[Job], int]:
-    """A page of jobs and the total count matching the filters, leaving out the jobs of
-    `exclude_kinds` (the canonical list hides internal kinds unless asked by kind)."""
-    if sort not in SORTABLE or order not in ("asc", "desc"):
-        raise ValueError("unsupported sort")
-    where, params = ["true"], []
-    for column, value in (("owner_id", owner_id), ("kind", kind), ("status", status)):
-        if value is not None:
-            where.append(f"{column} = %s")
-            params.append(value)
-    if created_since is not None:
-        where.append("created_at >= %s")
-        params.append(created_since)
-    if exclude_kinds:
-        where.append("kind <> ALL(%s)")
-        params.append(list(exclude_kinds))
-    clause = " AND ".join(where)
-    total = db.fetch_one(conn, f"SELECT count(*) AS n FROM jobs WHERE {clause}", params)["n"]
-    rows = db.fetch_all(
+    """A page of jobs and the exact total count matching the filters (`list_jobs_page`
+    without a cap on the count), leaving out the jobs of `exclude_kinds`."""
+    page = list_jobs_page(
         conn,
-        f"SELECT * FROM jobs WHERE {clause} ORDER BY {sort} {order}, id LIMIT %s OFFSET %s",
-        [*params, limit, offset],
+        owner_id=owner_id,
+        kind=kind,
+        status=status,
+        created_since=created_since,
+        limit=limit,
+        offset=offset,
+        sort=sort,
+        order=order,
+        exclude_kinds=exclude_kinds,
+        count_cap=None,
     )
-    return rows, int(total)
+    assert page.total is not None
+    return page.rows, page.total
 
 
 def list_jobs_of_kind(
