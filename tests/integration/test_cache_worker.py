@@ -36,11 +36,13 @@ def run_worker(start_worker):
     return functools.partial(start_worker, "cache")
 
 
-def submit(db, settings, owner, *, directories=("media",), **fields):
+def submit(db, settings, owner, *, directories=("media",), before_queued=None, **fields):
     root = CacheRoot(settings.cache_root, settings.cache_client_prefixes)
     found, missing = root.expand([], list(directories))
     assert not missing
     job = make_job(db, owner_id=owner["id"], items=[(f.relpath, f.size) for f in found], **fields)
+    if before_queued is not None:
+        before_queued()
     enqueue(db, settings.amqp_url, job)
     return job
 
@@ -80,10 +82,16 @@ def test_unreadable_files_fail_the_job_after_its_retries(db, worker_settings, ru
     write_tree(tmp_path / "filespace", dirs=1, files_per_dir=5)
     run_worker()
     job = submit(
-        db, worker_settings, make_user(db), max_attempts=2, backoff="fixed", backoff_seconds=0.1
+        db,
+        worker_settings,
+        make_user(db),
+        max_attempts=2,
+        backoff="fixed",
+        backoff_seconds=0.1,
+        # The file disappears after submission, as on a real filespace (before the job is
+        # queued: a running worker could otherwise read it first).
+        before_queued=(tmp_path / "filespace" / "media" / "d0" / "nested" / "f002.bin").unlink,
     )
-    # The file disappears after submission, as on a real filespace.
-    (tmp_path / "filespace" / "media" / "d0" / "nested" / "f002.bin").unlink()
     done = wait_for_job(db, job["id"], {"completed", "failed"})
     assert done["status"] == "failed"
     assert done["attempt"] == 2

@@ -9,6 +9,7 @@ joined under the root. The real path (symlinks resolved) must stay inside the ro
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import re
 import stat
@@ -116,8 +117,9 @@ class CacheRoot:
         """Open a stored item (a real path relative to the root) for reading, as a file
         descriptor, checking it still lies inside the root.
 
-        Folders are resolved once per job (`dir_cache`); the file itself is opened with
-        O_NOFOLLOW, so a file swapped for a symlink after submission is refused (ELOOP).
+        Folders are resolved once per job (`dir_cache`, which reader threads may share); the
+        file itself is opened with O_NOFOLLOW, so a file swapped for a symlink after
+        submission is refused (ELOOP). Per file that is one open, one fstat, one fcntl.
         """
         parent, _, name = relpath.rpartition("/")
         real_parent = dir_cache.get(parent)
@@ -126,11 +128,12 @@ class CacheRoot:
                 os.path.join(self.root, parent), parent or "."
             )
         # O_NONBLOCK: a FIFO or device swapped in cannot block the open; it is refused below.
-        fd = os.open(os.path.join(real_parent, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        fd = os.open(f"{real_parent}/{name}", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise OSError(errno.EINVAL, "not a regular file", relpath)
-            os.set_blocking(fd, True)
+            # Blocking reads again; O_NONBLOCK was the only status flag set, so no F_GETFL.
+            fcntl.fcntl(fd, fcntl.F_SETFL, 0)
         except BaseException:
             os.close(fd)
             raise

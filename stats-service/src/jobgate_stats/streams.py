@@ -111,13 +111,13 @@ def render_job_ws(event: Event) -> Outgoing | None:
         body.update(job_progress(data) or {})
         body["throughput"] = throughput(data.get("throughput_bps"))
     elif event.name == "file":
-        body.update(
-            type="file",
-            path=data.get("path"),
-            size=data.get("size"),
-            status=data.get("status"),
-            error=data.get("error"),
-        )
+        body.update(_file_message(data))
+    elif event.name == "files":
+        # A cache job's files of one progress write: one `file` message each, as seed 000's
+        # clients expect, sent one by one from a single queue entry (see `pump`).
+        body["event"] = "file"
+        lines = [_dumps({**body, **_file_message(f)}) for f in data.get("files") or ()]
+        return Outgoing("\n".join(lines), droppable=True) if lines else None
     elif event.name == "container":
         body.update(type="container_event", container=_container_event(event))
     elif event.source == "db":
@@ -132,6 +132,16 @@ def render_job_ws(event: Event) -> Outgoing | None:
         closes=event.terminal and event.source == "db",
         hold=event.terminal and event.source == "db",
     )
+
+
+def _file_message(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "file",
+        "path": data.get("path"),
+        "size": data.get("size"),
+        "status": data.get("status"),
+        "error": data.get("error"),
+    }
 
 
 def _container_event(event: Event) -> dict[str, Any]:
@@ -332,9 +342,12 @@ async def pump(websocket: WebSocket, subscriber: Subscriber, send_timeout: float
                 return
 
     async def send(text: str) -> None:
+        """Send a rendered message; one holding several lines (a cache job's `files`)
+        is several WebSocket messages. Compact JSON never holds a raw newline."""
         nonlocal sending_since
-        sending_since = loop.time()
-        await websocket.send_text(text)
+        for line in text.split("\n"):
+            sending_since = loop.time()
+            await websocket.send_text(line)
         sending_since = None
 
     async def next_message() -> Outgoing | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
+import psycopg2.extensions
 import psycopg2.extras
 
 from jobgate import db
@@ -98,6 +99,44 @@ def open_items(conn: db.Connection, *, job_id: str) -> list[dict[str, Any]]:
     )
 
 
+class OpenItem(NamedTuple):
+    """An item an attempt must still do (pending, or failed in an earlier attempt)."""
+
+    seq: int
+    key: str
+    size: int
+    meta: dict[str, Any] | None
+
+
+def open_items_with_totals(
+    conn: db.Connection, *, job_id: str
+) -> tuple[list[OpenItem], dict[str, int]]:
+    """`open_items` and `item_totals` in one round trip: what a (resumed) attempt must do,
+    and the counters of what earlier attempts did. Tuples rather than dict rows: a job may
+    hold a great many items."""
+    with conn.cursor(cursor_factory=psycopg2.extensions.cursor) as cur:
+        cur.execute(
+            """
+            SELECT t.items_done, t.items_failed, t.bytes_done, i.seq, i.key, i.size, i.meta
+            FROM (SELECT count(*) FILTER (WHERE status = 'done') AS items_done,
+                         count(*) FILTER (WHERE status = 'failed') AS items_failed,
+                         coalesce(sum(size) FILTER (WHERE status = 'done'), 0) AS bytes_done
+                  FROM job_items WHERE job_id = %(id)s) AS t
+            LEFT JOIN job_items AS i ON i.job_id = %(id)s AND i.status <> 'done'
+            ORDER BY i.seq
+            """,
+            {"id": job_id},
+        )
+        rows = cur.fetchall()
+    done, failed, nbytes = rows[0][:3]
+    totals = {"items_done": int(done), "items_failed": int(failed), "bytes_done": int(nbytes)}
+    # No open item: one row of totals, its item columns NULL (the LEFT JOIN found nothing).
+    items = [
+        OpenItem(seq, key, int(size), meta) for *_, seq, key, size, meta in rows if seq is not None
+    ]
+    return items, totals
+
+
 def item_totals(conn: db.Connection, *, job_id: str) -> dict[str, int]:
     """Counters recomputed from the items, so a resumed job never counts an item twice."""
     row = db.fetch_one(
@@ -120,28 +159,52 @@ def mark_items(
     done: Sequence[int] = (),
     failed: dict[int, str] | None = None,
     sizes: dict[int, int] | None = None,
+    durable: bool = True,
 ) -> None:
     """Mark items (by `seq`) done, or failed with their error; `sizes` sets the bytes of
-    done items whose size was unknown when they were stored (a downloaded video)."""
-    if done:
-        db.execute(
-            conn,
-            "UPDATE job_items SET status = 'done', error = NULL"
-            " WHERE job_id = %s AND seq = ANY(%s)",
-            (job_id, list(done)),
-        )
-    for seq, size in (sizes or {}).items():
-        db.execute(
-            conn,
-            "UPDATE job_items SET size = %s WHERE job_id = %s AND seq = %s",
-            (size, job_id, seq),
-        )
+    done items whose size was unknown when they were stored (a downloaded video).
+
+    One statement (one round trip) whatever the number of items. `durable=False` relaxes
+    the transaction's durability in the same round trip (`db.relax_durability`): for
+    progress that may be redone after a database crash."""
+    # seq -> [status, error, size]; a null status or size leaves the column as it is.
+    rows: dict[str, list[Any]] = {}
+    for seq in done:
+        rows[str(int(seq))] = ["done", None, None]
     for seq, error in (failed or {}).items():
-        db.execute(
-            conn,
-            "UPDATE job_items SET status = 'failed', error = %s WHERE job_id = %s AND seq = %s",
-            (error, job_id, seq),
-        )
+        rows[str(int(seq))] = ["failed", error, None]
+    for seq, size in (sizes or {}).items():
+        rows.setdefault(str(int(seq)), [None, None, None])[2] = int(size)
+    relax = "" if durable else "SET LOCAL synchronous_commit = off; "
+    if not rows:
+        if relax:
+            db.relax_durability(conn)
+        return
+    seqs = [int(seq) for seq in rows]
+    # The rows are found by a range of the primary key, whatever the table's statistics say:
+    # a job's items were often inserted moments ago, and a planner that believes the job has
+    # a few rows would rather filter them all than look each `seq` up.
+    where = "job_id = %(job)s AND seq BETWEEN %(lo)s AND %(hi)s AND seq = ANY(%(seqs)s)"
+    params = {"job": job_id, "lo": min(seqs), "hi": max(seqs), "seqs": seqs}
+    if not failed and not sizes:  # the common case, and the cheapest statement
+        sql = f"UPDATE job_items SET status = 'done', error = NULL WHERE {where}"
+        db.execute(conn, relax + sql, params)
+        return
+    # Each row looks its change up in the map: no join for the planner to get wrong.
+    db.execute(
+        conn,
+        relax
+        + """
+        UPDATE job_items AS i
+        SET status = coalesce(c.m -> i.seq::text ->> 0, i.status),
+            error = CASE WHEN c.m -> i.seq::text ->> 0 IS NULL THEN i.error
+                         ELSE c.m -> i.seq::text ->> 1 END,
+            size = coalesce((c.m -> i.seq::text ->> 2)::bigint, i.size)
+        FROM (SELECT %(rows)s::jsonb AS m) AS c
+        WHERE """
+        + where,
+        {**params, "rows": rows},
+    )
 
 
 def reset_failed_items(conn: db.Connection, *, job_id: str) -> None:
