@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from jobgate import db as jobgate_db
 from tests.integration.conftest import DEMO, upload
 
 pytestmark = pytest.mark.usefixtures("filespace")
@@ -148,3 +149,39 @@ def test_delete_removes_the_job_and_its_outputs(client, gateway_app, db, tmp_pat
     assert not storage.path(output["storage_key"]).exists()
     r = client.delete(f"/api/v1/jobs/{job['id']}", headers=DEMO)
     assert r.status_code == 404 and r.json["detail"] == "Job not found"
+
+
+@pytest.mark.parametrize("files", [2, 1001])
+def test_a_job_its_items_and_its_message_are_written_together(client, db, filespace, files):
+    """Up to 1,000 items the job, its items and its outbox message are one statement; more
+    go page by page in one transaction. Either way all of it, once, and the key replays."""
+    folder = filespace / "many"
+    folder.mkdir()
+    for i in range(files):
+        (folder / f"f{i:04d}.bin").write_bytes(b"x" * (i % 7 + 1))
+    body = {"kind": "cache", "directories": ["many"], "priority": 7}
+    headers = {**DEMO, "Idempotency-Key": f"items-{files}"}
+    r = client.post("/api/v1/jobs", json=body, headers=headers)
+    assert r.status_code == 201, r.json
+    job = r.json
+    assert job["progress_detail"]["items_total"] == files
+    with db.transaction() as conn:
+        items = jobgate_db.fetch_all(
+            conn,
+            "SELECT seq, key, size FROM job_items WHERE job_id = %s ORDER BY seq",
+            (job["id"],),
+        )
+        events = jobgate_db.fetch_all(
+            conn, "SELECT event FROM job_events WHERE job_id = %s", (job["id"],)
+        )
+    assert [i["seq"] for i in items] == list(range(files))
+    assert items[-1]["key"] == f"many/f{files - 1:04d}.bin"
+    assert sum(i["size"] for i in items) == job["progress_detail"]["bytes_total"]
+    assert [e["event"] for e in events] == ["created"]
+    again = client.post("/api/v1/jobs", json=body, headers=headers)
+    assert again.status_code == 200 and again.json["id"] == job["id"]
+    with db.transaction() as conn:
+        count = jobgate_db.fetch_one(
+            conn, "SELECT count(*) AS n FROM job_items WHERE job_id = %s", (job["id"],)
+        )
+    assert count["n"] == files

@@ -54,16 +54,17 @@ def add_job_message(
     delay_s: int | None = None,
 ) -> int:
     """Queue the message that makes a worker pick `job` up (after `delay_s` seconds if set)."""
-    exchange, routing_key, body, properties = _job_message(
+    exchange, routing_key, body, properties = job_message(
         job, app_id=app_id, request_id=request_id, delay_s=delay_s
     )
     return add(conn, exchange=exchange, routing_key=routing_key, body=body, properties=properties)
 
 
-def _job_message(
+def job_message(
     job: dict[str, Any], *, app_id: str, request_id: str | None, delay_s: int | None = None
 ) -> tuple[str, str, dict[str, Any], dict[str, Any]]:
-    """(exchange, routing key, body, properties) of the message for the job's next attempt."""
+    """(exchange, routing key, body, properties) of the message for the job's next attempt:
+    `job` needs its id, kind, attempt, priority, owner_id (and request_id)."""
     attempt = int(job["attempt"]) + 1
     message = JobMessage(job_id=str(job["id"]), kind=job["kind"], attempt=attempt)
     extra = {RETRY_DELAY_HEADER: f"{delay_s}s"} if delay_s else None
@@ -87,7 +88,7 @@ def add_job_messages(
     in the jobs' order."""
     if not jobs:
         return []
-    values = [_job_message(job, app_id=app_id, request_id=request_id) for job in jobs]
+    values = [job_message(job, app_id=app_id, request_id=request_id) for job in jobs]
     with conn.cursor() as cur:
         rows = psycopg2.extras.execute_values(
             cur,
@@ -110,30 +111,34 @@ def relay(
     """Publish committed outbox rows (these `ids`, or any older than `min_age_s`).
 
     Rows are locked with SKIP LOCKED so concurrent relays never publish the same row
-    twice at once; they go to the broker in one AMQP transaction, and a row is deleted
-    only once the broker took responsibility for it (commit answered, not returned as
-    unroutable). Returns the number published; on a broker failure every row stays for
-    the next round.
+    twice at once; they go to the broker in one AMQP transaction, and the database
+    transaction that took them out of the table commits only once the broker took
+    responsibility for them (commit answered; rows returned as unroutable are put back with
+    the failure counted). Returns the number published; on a broker failure every row stays
+    for the next round.
     """
     with database.transaction() as conn:
-        # Losing this commit in a database crash only publishes the rows again (consumers
-        # drop duplicate deliveries), so it need not wait for the WAL flush.
-        db.relax_durability(conn)
+        # Taken out of the table and locked in one statement; they come back if the publish
+        # fails (rollback). Losing this commit in a database crash only publishes them again
+        # (workers drop duplicate deliveries), so it need not wait for the WAL flush.
         if ids is not None:
-            rows = db.fetch_all(
-                conn,
-                "SELECT * FROM outbox WHERE id = ANY(%s) ORDER BY id FOR UPDATE SKIP LOCKED",
-                (list(ids),),
-            )
+            which, params = "id = ANY(%s)", [list(ids)]
         else:
-            rows = db.fetch_all(
-                conn,
-                "SELECT * FROM outbox WHERE created_at <= now() - make_interval(secs => %s)"
-                " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
-                (min_age_s, limit),
-            )
+            which = "created_at <= now() - make_interval(secs => %s)"
+            params = [min_age_s]
+        rows = db.fetch_all(
+            conn,
+            db.RELAXED
+            + f"""
+            DELETE FROM outbox WHERE id IN (
+                SELECT id FROM outbox WHERE {which} ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)
+            RETURNING *
+            """,
+            [*params, limit if ids is None else len(ids)],
+        )
         if not rows:
             return 0
+        rows.sort(key=lambda row: row["id"])
         messages = [
             Outgoing(row["exchange"], row["routing_key"], row["body"], row["properties"])
             for row in rows
@@ -141,18 +146,41 @@ def relay(
         try:
             refused = publisher.publish_many(messages)
         except CONNECTION_ERRORS as exc:
+            conn.rollback()  # every row back, still unpublished
             log.warning("%d outbox row(s) not published yet: %s", len(rows), exc)
             _note_failure(conn, [row["id"] for row in rows], str(exc) or type(exc).__name__)
             return 0
         if refused:
-            failed = [rows[i]["id"] for i in sorted(refused)]
-            log.warning("outbox rows %s returned as unroutable; kept for the relay", failed)
-            _note_failure(conn, failed, "unroutable: no queue bound for the routing key")
-        # The rows stay locked until this commits, so no other relay publishes them meanwhile.
-        confirmed = [row["id"] for i, row in enumerate(rows) if i not in refused]
-        if confirmed:
-            db.execute(conn, "DELETE FROM outbox WHERE id = ANY(%s)", (confirmed,))
-    return len(confirmed)
+            kept = [rows[i] for i in sorted(refused)]
+            log.warning(
+                "outbox rows %s returned as unroutable; kept for the relay",
+                [row["id"] for row in kept],
+            )
+            _put_back(conn, kept, "unroutable: no queue bound for the routing key")
+    return len(rows) - len(refused)
+
+
+def _put_back(conn: db.Connection, rows: list[dict[str, Any]], error: str) -> None:
+    """Rows this relay took out but the broker refused: back, with the failure counted."""
+    with conn.cursor() as cur:
+        psycopg2.extras.execute_values(
+            cur,
+            "INSERT INTO outbox (id, exchange, routing_key, body, properties, created_at,"
+            " attempts, last_error) VALUES %s",
+            [
+                (
+                    row["id"],
+                    row["exchange"],
+                    row["routing_key"],
+                    row["body"],
+                    row["properties"],
+                    row["created_at"],
+                    row["attempts"] + 1,
+                    error[:500],
+                )
+                for row in rows
+            ],
+        )
 
 
 def _note_failure(conn: db.Connection, ids: list[int], error: str) -> None:

@@ -63,37 +63,46 @@ def submit_job(
     """Record and enqueue a job; returns (job, created). A repeated Idempotency-Key returns
     the first job unchanged, and is a conflict if the request differs."""
     settings = svc.settings
-    with svc.db.transaction() as conn:
-        job = submission.create_job(
-            conn,
-            job_id=jobs.new_job_id(),
-            kind=kind,
-            owner_id=principal.user_id,
-            params=params,
-            priority=options.get("priority", 5),
-            max_attempts=options.get("max_attempts") or settings.job_max_attempts,
-            backoff=options.get("backoff") or settings.job_backoff,
-            backoff_seconds=options.get("backoff_seconds", settings.job_backoff_seconds),
-            idempotency_key=idempotency_key,
-            request_id=g.get("request_id"),
-            items_total=len(items),
-            bytes_total=bytes_total,
-        )
-        if job is None:
+    row = {
+        "id": jobs.new_job_id(),
+        "kind": kind,
+        "owner_id": principal.user_id,
+        "params": params,
+        "priority": options.get("priority", 5),
+        "max_attempts": options.get("max_attempts") or settings.job_max_attempts,
+        "backoff": options.get("backoff") or settings.job_backoff,
+        "backoff_seconds": options.get("backoff_seconds", settings.job_backoff_seconds),
+        "idempotency_key": idempotency_key,
+        "request_id": g.get("request_id"),
+        "items_total": len(items),
+        "bytes_total": bytes_total,
+    }
+    if len(items) <= submission.INLINE_ITEMS_MAX:
+        # The usual job: row, items and message in one statement, one round trip.
+        with svc.db.autocommit() as conn:
+            written = submission.create_job_queued(conn, row, items=items, app_id=APP_ID)
+    else:
+        with svc.db.transaction() as conn:
+            job = submission.create_job(conn, job_id=row.pop("id"), **row)
+            written = None
+            if job is not None:
+                job_items.insert_items(conn, job_id=str(job["id"]), items=items)
+                outbox_id = outbox.add_job_message(
+                    conn, job=job, app_id=APP_ID, request_id=row["request_id"]
+                )
+                written = job, outbox_id
+    if written is None:
+        with svc.db.transaction() as conn:
             existing = submission.get_by_idempotency_key(
                 conn, owner_id=principal.user_id, key=idempotency_key
             )
-            if existing["kind"] != kind or existing["params"] != params:
-                raise Conflict(
-                    "Idempotency-Key was already used for a different request",
-                    details={"job_id": str(existing["id"])},
-                )
-            return existing, False
-        if items:
-            job_items.insert_items(conn, job_id=str(job["id"]), items=items)
-        outbox_id = outbox.add_job_message(
-            conn, job=job, app_id=APP_ID, request_id=g.get("request_id")
-        )
+        if existing["kind"] != kind or existing["params"] != params:
+            raise Conflict(
+                "Idempotency-Key was already used for a different request",
+                details={"job_id": str(existing["id"])},
+            )
+        return existing, False
+    job, outbox_id = written
     svc.publish_after_commit([outbox_id])
     JOBS_CREATED.labels(kind).inc()
     return job, True

@@ -79,6 +79,74 @@ def create_job(
     )
 
 
+# Items stored by `create_job_queued`'s single statement; a longer list (a cache job over a
+# folder tree) is inserted page by page beside it.
+INLINE_ITEMS_MAX = 1000
+
+
+def create_job_queued(
+    conn: db.Connection,
+    row: dict[str, Any],
+    *,
+    items: Sequence[tuple[Any, ...]],
+    app_id: str,
+) -> tuple[Job, int] | None:
+    """Insert a pending job (`create_job`'s fields in `row`, its `id` chosen by the caller),
+    its items and its outbox message in ONE statement, so a submission on an autocommit
+    connection is one round trip and one commit; returns (job, outbox id), or None when this
+    owner already used the row's idempotency key (nothing is written then). Up to
+    INLINE_ITEMS_MAX items; more go in a transaction with `create_job` and `insert_items`."""
+    if len(items) > INLINE_ITEMS_MAX:
+        raise ValueError(f"more than {INLINE_ITEMS_MAX} items: insert them page by page")
+    # Everything the message says is known before the insert: a new job's first attempt.
+    exchange, routing_key, body, properties = outbox.job_message(
+        {**row, "attempt": 0}, app_id=app_id, request_id=row.get("request_id")
+    )
+    new = [job_items.NewItem(*raw) for raw in items]
+    found = db.fetch_one(
+        conn,
+        f"""
+        WITH job AS (
+            INSERT INTO jobs ({JOB_COLUMNS})
+            VALUES (%(id)s, %(kind)s, %(owner_id)s, %(params)s, %(priority)s,
+                    %(max_attempts)s, %(backoff)s, %(backoff_seconds)s, %(idempotency_key)s,
+                    %(request_id)s, %(items_total)s, %(bytes_total)s, %(schedule_id)s)
+            ON CONFLICT (owner_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+            RETURNING *
+        ), items AS (
+            INSERT INTO job_items (job_id, seq, key, size, meta)
+            SELECT job.id, item.seq - 1, item.key, item.size, item.meta
+            FROM job, unnest(%(keys)s::text[], %(sizes)s::bigint[], %(metas)s::jsonb[])
+                 WITH ORDINALITY AS item(key, size, meta, seq)
+        ), message AS (
+            INSERT INTO outbox (exchange, routing_key, body, properties)
+            SELECT %(exchange)s, %(routing_key)s, %(body)s, %(properties)s FROM job
+            RETURNING id
+        )
+        SELECT job.*, message.id AS outbox_id FROM job, message
+        """,
+        {
+            "idempotency_key": None,
+            "request_id": None,
+            "items_total": len(new),
+            "bytes_total": 0,
+            "schedule_id": None,
+            **row,
+            "keys": [item.key for item in new],
+            "sizes": [item.size for item in new],
+            "metas": [item.meta for item in new],
+            "exchange": exchange,
+            "routing_key": routing_key,
+            "body": body,
+            "properties": properties,
+        },
+    )
+    if found is None:
+        return None
+    outbox_id = int(found.pop("outbox_id"))
+    return found, outbox_id
+
+
 def create_jobs(conn: db.Connection, rows: Sequence[dict[str, Any]]) -> list[Job]:
     """Insert many pending jobs in one statement (`create_job`'s fields per row); returns the
     rows inserted, in any order. A row whose owner already used its idempotency key is
