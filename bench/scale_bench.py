@@ -22,7 +22,10 @@ Measured:
     of a bare Flask app (one route returning a small JSON dict) started with the gateway's
     gunicorn command line, alternating, twice each. Target: ratio >= 0.5.
 
-Usage: .venv/bin/python bench/scale_bench.py [--quick] [--jobs N] [--seconds S] ...
+  * `--profile`: py-spy on one gateway worker during a third closed loop of job reads (not
+    counted), its heaviest functions by cumulative and own time (CPU: idle threads left out).
+
+Usage: .venv/bin/python bench/scale_bench.py [--quick] [--profile] [--jobs N] [--seconds S] ...
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ import argparse
 import http.client
 import itertools
 import multiprocessing
+import shutil
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -43,12 +48,14 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+import psutil  # noqa: E402
 import psycopg2  # noqa: E402
 import psycopg2.extras  # noqa: E402
 import requests  # noqa: E402
 
 from bench import fixtures  # noqa: E402
 from bench.harness import (  # noqa: E402
+    RESULTS_DIR,
     Api,
     Bench,
     BenchError,
@@ -59,6 +66,9 @@ from bench.harness import (  # noqa: E402
     machine_info,
     parse,
     parser,
+    profile_table,
+    py_spy,
+    pyspy_top,
     render_table,
     run_main,
     verdict,
@@ -109,6 +119,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tput-procs", type=int, default=2, help="closed-loop processes (2)")
     p.add_argument("--tput-threads", type=int, default=4, help="connections per process (4)")
     p.add_argument("--only", choices=("list", "tput"), help="one part only")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy one gateway worker during an extra closed loop of job reads",
+    )
+    p.add_argument("--profile-rate", type=int, default=200, help="py-spy samples/s (200)")
+    p.add_argument("--profile-top", type=int, default=25, help="functions per table (25)")
     p.add_argument("--seed", type=int, default=1, help="random seed (1)")
     add_common_options(p, job_timeout=60)
     return parse(
@@ -250,6 +267,45 @@ def closed_loop(
     return {"requests": done, "rps": done / args.tput_seconds}
 
 
+def profile_gateway(
+    bench: Bench, pool: Any, paths: list[str], headers: dict[str, str], args: argparse.Namespace
+) -> dict[str, Any]:
+    """py-spy (`--nonblocking`: the worker is never paused; idle threads left out) on one
+    gateway worker during an extra closed loop of job reads: where a request's CPU goes."""
+    tool = py_spy()
+    if tool is None:
+        raise BenchError("--profile needs py-spy (.venv/bin/py-spy)")
+    stack = bench.stack
+    assert stack is not None
+    workers = psutil.Process(stack.procs["gateway"].pid).children()
+    if not workers:
+        raise BenchError("the gateway has no worker process to profile")
+    pid = workers[0].pid
+    out = bench.tmp / "gateway-py-spy.txt"
+    # the loop's warm-up and counted phase (idle threads add no samples outside them)
+    seconds = int(args.tput_seconds) + 4
+    argv = [tool, "record", "-p", str(pid), "-d", str(seconds), "-r", str(args.profile_rate)]
+    spy = subprocess.Popen(
+        [*argv, "-f", "raw", "--threads", "--nonblocking", "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    bench.cleanup.push("stop py-spy", lambda: spy.poll() is None and spy.kill())
+    time.sleep(0.5)  # py-spy attached
+    loop = closed_loop(pool, stack.gateway_port, paths, headers, args)
+    _, err = spy.communicate(timeout=60)
+    if not out.exists():
+        raise BenchError(f"py-spy wrote no profile: {err.decode(errors='replace')[-500:]}")
+    top = pyspy_top(out, args.profile_rate, n=args.profile_top)
+    if not args.no_json:  # the raw profile, for a flame graph (speedscope.app)
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        kept = RESULTS_DIR / f"{bench.name}-{bench.stamp}-gateway-py-spy.txt"
+        shutil.copyfile(out, kept)
+        top["file"] = str(kept.relative_to(REPO))
+    log(f"profiled gateway worker {pid}: {loop['rps']:.0f} job reads/s meanwhile")
+    return {"pid": pid, **loop, **top}
+
+
 # --- the run -------------------------------------------------------------------------------------
 
 
@@ -342,6 +398,7 @@ def run(bench: Bench) -> None:
     base = stack.url
     rows: list[dict[str, Any]] = []
     tput: list[dict[str, Any]] = []
+    profile: dict[str, Any] | None = None
     if args.only in (None, "list"):
         admin = {"Authorization": f"Bearer {api.login()}"}
         now = time.time()
@@ -417,7 +474,9 @@ def run(bench: Bench) -> None:
             )
             sample = requests.get(base + path_of(0), headers=headers, timeout=60)
             total = sample.headers.get("X-Total-Count") or (
-                "≥" + sample.headers.get("X-Total-Count-Min", "?")
+                "≥" + sample.headers["X-Total-Count-Min"]
+                if "X-Total-Count-Min" in sample.headers
+                else ""
             )
             rows.append({"scenario": name, "who": who, "total": total, "open_loop": True, **r})
             log(f"{name} ({who}): p50 {r['p50_ms']:.1f} p95 {r['p95_ms']:.1f} ms, total {total}")
@@ -473,6 +532,8 @@ def run(bench: Bench) -> None:
                     f"round {round_}: bare Flask {b['rps']:.0f}/s, job by id {j['rps']:.0f}/s,"
                     f" ratio {j['rps'] / b['rps']:.2f}"
                 )
+            if args.profile:
+                profile = profile_gateway(bench, pool, job_paths, big, args)
 
     sections = []
     if rows:
@@ -529,6 +590,16 @@ def run(bench: Bench) -> None:
                 ],
             )
         )
+    if profile is not None:
+        sections.append(
+            f"py-spy, one gateway worker (pid {profile['pid']}) during a closed loop of job"
+            f" reads ({profile['requests']:,} requests, {profile['rps']:.0f}/s, not counted"
+            f" above); {profile['kept_s']:.1f} s of samples where a thread ran, every thread."
+            "\nBy cumulative time:\n"
+            + profile_table(profile["by_cumulative"])
+            + "\nBy own time:\n"
+            + profile_table(profile["by_own"])
+        )
     bench.print_report(
         CONDITIONS + f"\nload: {args.jobs:,} jobs in {load_s:.0f} s (COPY)", sections, LEGEND
     )
@@ -541,6 +612,7 @@ def run(bench: Bench) -> None:
         gunicorn_args=list(GUNICORN_ARGS),
         reads=rows,
         throughput=tput,
+        profile=profile,
     )
 
 

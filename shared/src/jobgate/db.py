@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import select
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,6 +29,7 @@ InterfaceError = psycopg2.InterfaceError
 PoolError = psycopg2.pool.PoolError  # every pooled connection is in use
 DataError = psycopg2.DataError  # a value PostgreSQL cannot take (range, encoding)
 UNAVAILABLE = (OperationalError, InterfaceError, PoolError)  # wait and try again
+IDLE_CHECK_S = 0.1  # a pooled connection idle longer is checked for a server goodbye
 
 
 class Database:
@@ -47,6 +49,7 @@ class Database:
         self._free = threading.BoundedSemaphore(maxconn)
         self._pool: psycopg2.pool.ThreadedConnectionPool | None = None
         self._lock = threading.Lock()
+        self._returned: dict[int, float] = {}  # id(connection) -> when it was handed back
 
     def _get_pool(self) -> psycopg2.pool.ThreadedConnectionPool:
         if self._pool is None:
@@ -97,7 +100,9 @@ class Database:
             raise PoolError(f"all {self._maxconn} database connections are in use")
         try:
             conn = pool.getconn()
-            while _closed_by_server(conn):  # kept idle through a restart: open a fresh one
+            # Kept idle through a restart? Only a connection idle for a while can have been
+            # ended unnoticed: one handed back a moment ago is used without the check.
+            while self._idle_for(conn) > IDLE_CHECK_S and _closed_by_server(conn):
                 pool.putconn(conn, close=True)
                 conn = pool.getconn()
         except BaseException:
@@ -113,8 +118,18 @@ class Database:
                     conn.rollback()
             raise
         finally:
-            pool.putconn(conn, close=broken or bool(conn.closed))
+            closing = broken or bool(conn.closed)
+            if closing:
+                self._returned.pop(id(conn), None)
+            else:
+                self._returned[id(conn)] = time.monotonic()
+            pool.putconn(conn, close=closing)
             self._free.release()
+
+    def _idle_for(self, conn: Connection) -> float:
+        """Seconds since `conn` was last handed back (a new connection: never checked)."""
+        returned = self._returned.get(id(conn))
+        return 0.0 if returned is None else time.monotonic() - returned
 
     def ping(self) -> bool:
         try:

@@ -163,7 +163,7 @@ class Jobs(MethodView):
 
     @blp.arguments(JobListQuerySchema, location="query")
     @blp.response(200, JobSchema(many=True), headers=LIST_HEADERS)
-    def get(self, query: dict[str, Any]) -> tuple[list[dict[str, Any]], int, dict[str, str]]:
+    def get(self, query: dict[str, Any]) -> tuple[Response, int, dict[str, str]]:
         """List jobs, a JSON array (seed 002) with the total in `X-Total-Count` and the pages
         in `Link`; own jobs, admins see all and may filter by `owner`. Page by `offset`, or by
         `cursor` (`X-Next-Cursor`): as fast at any depth and stable under inserts."""
@@ -171,7 +171,9 @@ class Jobs(MethodView):
         owner = service.list_owner(principal, owner=query.get("owner"), kind=query.get("kind"))
         svc = services()
         cursor = query.get("cursor")
-        with svc.db.transaction() as conn:
+        # The count and the page are two statements, each its own snapshot (no BEGIN/COMMIT:
+        # two round trips instead of four); see docs/architecture.md, "Listing a million jobs".
+        with svc.db.autocommit() as conn:
             page = jobs.list_jobs_page(
                 conn,
                 owner_id=owner,
@@ -207,7 +209,9 @@ class Jobs(MethodView):
         )
         if links:
             headers["Link"] = links
-        return [job_to_dict(r) for r in page.rows], 200, headers
+        # job_to_dict is already the documented shape (JobSchema): sent as it is, not dumped
+        # through marshmallow again (the response schema stays for the OpenAPI document).
+        return jsonify([job_to_dict(r) for r in page.rows]), 200, headers
 
 
 # A batch item's own key, checked like the Idempotency-Key header.
@@ -316,7 +320,7 @@ class JobById(MethodView):
     decorators = [ratelimit.create_limit, ratelimit.status_limit]
 
     @blp.response(200, JobDetailSchema)
-    def get(self, job_id: str) -> dict[str, Any]:
+    def get(self, job_id: str) -> Response:
         """`{"job": …}` with progress, throughput (while fresh) and per-item failures, and
         beside it what the kind adds (a scrape job's `videos` and `drive_links`)."""
         svc, job = service.job_for_request("jobs:read", job_id)
@@ -324,7 +328,7 @@ class JobById(MethodView):
         extras = kind_hook(job, "job_extras")
         if extras is not None:
             body.update(extras(svc, job))
-        return body
+        return jsonify(body)  # already JobDetailSchema's shape, as the list's rows
 
     @blp.response(204)
     def delete(self, job_id: str) -> None:

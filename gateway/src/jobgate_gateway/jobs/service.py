@@ -254,7 +254,7 @@ def find_job(
     Another user's job is a 404, not a 403: its existence is not disclosed.
     """
     job_id = parse_job_id(raw_id)
-    with svc.db.transaction() as conn:
+    with svc.db.autocommit() as conn:  # one statement: one round trip, no BEGIN/COMMIT
         job = jobs.get_job(conn, job_id=job_id)
     if job is None or not may_see(principal, job) or (kind and job["kind"] != kind):
         raise NotFound("Job not found")
@@ -323,5 +323,5 @@ def retry_failed_job(svc: Services, job: dict[str, Any], *, what: str = "jobs") 
 def failures_of(svc: Services, job: dict[str, Any]) -> list[dict[str, Any]]:
     if not job["items_failed"] and job["status"] != "failed":
         return []
-    with svc.db.transaction() as conn:
+    with svc.db.autocommit() as conn:  # one read: no BEGIN/COMMIT round trips
         return job_items.failed_items(conn, job_id=str(job["id"]))

@@ -147,7 +147,7 @@ def job_fields(job: dict[str, Any]) -> dict[str, Any]:
 
 def job_extras(svc: Services, job: dict[str, Any]) -> dict[str, Any]:
     """What `GET /jobs/{id}` shows beside the job (seed 002): its videos and their links."""
-    with svc.db.transaction() as conn:
+    with svc.db.autocommit() as conn:  # one read: no BEGIN/COMMIT round trips
         rows = videos.videos_of_job(conn, job_id=str(job["id"]), limit=JOB_VIDEOS_SHOWN)
     return {"videos": [video_to_dict(row) for row in rows], "drive_links": drive_links(rows)}
 
