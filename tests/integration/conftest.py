@@ -9,6 +9,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pika
 import pytest
@@ -134,11 +135,24 @@ def gateway_settings(
     return settings.replace(amqp_url=amqp_url, auth_service_url=auth_server, max_file_size=1)
 
 
+class RelayedClient(FlaskClient):
+    """The test client, waiting after each request for the gateway's relay thread: a test
+    sees what a request published once the call returns (the thread runs as in production;
+    tests/integration/test_broker_outbox.py shows the request does not wait for it)."""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        response = super().open(*args, **kwargs)
+        assert self.application.extensions["jobgate"].relay.flush(timeout=30)
+        return response
+
+
 @pytest.fixture
 def gateway_app(gateway_settings: Settings) -> Iterator[Flask]:
-    """The gateway app; its publisher is closed after the test."""
+    """The gateway app; its relay drained and its publisher closed after the test."""
     app = create_app(gateway_settings)
+    app.test_client_class = RelayedClient
     yield app
+    app.extensions["jobgate"].relay.flush(timeout=30)
     app.extensions["jobgate"].publisher.close()
 
 

@@ -4,6 +4,7 @@ on a real broker."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pika
@@ -176,3 +177,59 @@ def test_a_batch_goes_out_in_one_relay_and_only_the_unroutable_row_stays(db, pub
         left = dbmod.fetch_all(conn, "SELECT id, attempts, last_error FROM outbox")
     assert [(r["id"], r["attempts"]) for r in left] == [(stuck, 1)]
     assert "unroutable" in left[0]["last_error"]
+
+
+class HeldPublisher:
+    """The real publisher, held back until `go` is set: shows who waits for the broker."""
+
+    def __init__(self, publisher: Publisher) -> None:
+        self.publisher = publisher
+        self.go = threading.Event()
+        self.entered = threading.Event()
+        self.batches: list[int] = []
+
+    def publish_many(self, messages):
+        self.entered.set()
+        self.go.wait(10)
+        self.batches.append(len(messages))
+        return self.publisher.publish_many(messages)
+
+
+def test_the_background_relay_publishes_off_the_callers_thread_and_batches(db, publisher, channel):
+    user = make_user(db)
+    jobs_ = [make_job(db, owner_id=user["id"]) for _ in range(6)]
+    held = HeldPublisher(publisher)
+    relay = outbox.BackgroundRelay(db, held)
+    ids = []
+    with db.transaction() as conn:
+        for job in jobs_:
+            ids.append(outbox.add_job_message(conn, job=job, app_id="test"))
+    started = time.monotonic()
+    relay.submit(ids[:1])
+    assert held.entered.wait(5)
+    for row_id in ids[1:]:  # handed over while the first publish is held: one batch later
+        relay.submit([row_id])
+    assert time.monotonic() - started < 0.5  # nobody waited for the broker
+    assert not relay.flush(timeout=0.2)
+    with db.transaction() as conn:
+        assert outbox.pending_count(conn) == 6
+    held.go.set()
+    assert relay.flush(timeout=10)
+    assert held.batches == [1, 5]
+    seen = sorted(get_one(channel, job_queue("cache"))[1]["job_id"] for _ in jobs_)
+    assert seen == sorted(str(j["id"]) for j in jobs_)
+    with db.transaction() as conn:
+        assert outbox.pending_count(conn) == 0
+
+
+def test_the_background_relay_leaves_rows_it_cannot_publish(db, amqp_url):
+    user = make_user(db)
+    job = make_job(db, owner_id=user["id"])
+    with db.transaction() as conn:
+        row_id = outbox.add_job_message(conn, job=job, app_id="test")
+    relay = outbox.BackgroundRelay(db, Publisher("amqp://guest:guest@127.0.0.1:1/%2F", app_id="t"))
+    relay.submit([row_id])
+    assert relay.flush(timeout=10)
+    with db.transaction() as conn:
+        row = dbmod.fetch_one(conn, "SELECT id, attempts FROM outbox")
+    assert row == {"id": row_id, "attempts": 1}  # for the housekeeping relay

@@ -28,16 +28,19 @@ class Services:
     authenticator: Authenticator
     storage: DirectoryStorage
     containers: RpcClient  # the container workers, which alone hold the engine's socket
+    relay: outbox.BackgroundRelay  # publishes what requests committed, off the request path
 
     @classmethod
     def create(cls, settings: Settings) -> Services:
-        # Both the pool and the broker connection open lazily: nothing is shared across a fork.
+        # The pool, the broker connection and the relay's thread open lazily: nothing is
+        # shared across a fork.
+        database = Database(settings.database_url, minconn=1, maxconn=settings.db_pool_max)
+        publisher = Publisher(settings.amqp_url, app_id=APP_ID, queue_type=settings.job_queue_type)
         return cls(
             settings=settings,
-            db=Database(settings.database_url, minconn=1, maxconn=settings.db_pool_max),
-            publisher=Publisher(
-                settings.amqp_url, app_id=APP_ID, queue_type=settings.job_queue_type
-            ),
+            db=database,
+            publisher=publisher,
+            relay=outbox.BackgroundRelay(database, publisher),
             authenticator=Authenticator(settings),
             storage=DirectoryStorage(settings.storage_dir),
             containers=RpcClient(
@@ -48,11 +51,9 @@ class Services:
         )
 
     def publish_after_commit(self, outbox_ids: list[int]) -> None:
-        """Publish what the committed transaction queued; the relay retries what fails here."""
-        try:
-            outbox.relay(self.db, self.publisher, ids=outbox_ids)
-        except Exception as exc:  # noqa: BLE001 - the job is committed; the relay publishes later
-            log.warning("publish deferred to the outbox relay: %s", exc)
+        """Have what the committed transaction queued published now, by the process's relay
+        thread (the request need not wait for the broker); housekeeping retries what fails."""
+        self.relay.submit(outbox_ids)
 
     def broadcast_cancel(self, job_id: str) -> None:
         """Tell running workers at once; they also poll the DB flag, so this may fail."""

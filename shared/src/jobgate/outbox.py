@@ -8,7 +8,11 @@ loop relays whatever is left (broker down, gateway killed between commit and pub
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -158,6 +162,64 @@ def relay(
             )
             _put_back(conn, kept, "unroutable: no queue bound for the routing key")
     return len(rows) - len(refused)
+
+
+EXIT_FLUSH_S = 5.0
+
+
+class BackgroundRelay:
+    """`relay` from a thread of its own, for a process whose requests commit outbox rows: a
+    request hands over its ids and answers at once; the thread publishes whatever has
+    accumulated in one AMQP transaction — at once when idle, many requests' messages per
+    broker commit under load. What it cannot publish stays in the table for the workers'
+    housekeeping relay, exactly as when a request's own publish failed. The thread starts
+    on first use in each process (gunicorn forks workers after the app is made)."""
+
+    def __init__(self, database: db.Database, publisher: Publisher, *, batch_max: int = 1000):
+        self.database = database
+        self.publisher = publisher
+        self.batch_max = batch_max
+        self._pending: list[int] = []
+        self._busy = False
+        self._cond = threading.Condition()
+        self._pid: int | None = None
+
+    def submit(self, ids: Sequence[int]) -> None:
+        with self._cond:
+            self._pending.extend(ids)
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                threading.Thread(target=self._run, name="outbox-relay", daemon=True).start()
+                atexit.register(self.flush, EXIT_FLUSH_S)  # a graceful stop publishes the rest
+            self._cond.notify()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every id handed over was tried; False on timeout (tests; exit)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._pending or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending:
+                    self._cond.wait()
+                batch = self._pending[: self.batch_max]
+                del self._pending[: self.batch_max]
+                self._busy = True
+            try:
+                relay(self.database, self.publisher, ids=batch)
+            except Exception as exc:  # noqa: BLE001 - the rows stay; housekeeping relays them
+                log.warning("publish deferred to the outbox relay: %s", exc)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
 
 
 def _put_back(conn: db.Connection, rows: list[dict[str, Any]], error: str) -> None:
