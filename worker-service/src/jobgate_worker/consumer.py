@@ -93,6 +93,9 @@ class Worker:
         self._stopping = threading.Event()  # no new deliveries
         self._exiting = threading.Event()  # consuming is over: background threads end
         self._connection: pika.BlockingConnection | None = None
+        recorder = OutcomeRecorder(
+            self.db, worker_id=self.worker_id, app_id=self.app_id, settings=settings
+        )
         self.runner = AttemptRunner(
             spec,
             database=self.db,
@@ -100,9 +103,7 @@ class Worker:
             worker_id=self.worker_id,
             events=self.events,
             publisher=self.publisher,
-            recorder=OutcomeRecorder(
-                self.db, worker_id=self.worker_id, app_id=self.app_id, settings=settings
-            ),
+            recorder=recorder,
             inflight=self.inflight,
             give_up=self._exiting,
         )
@@ -115,6 +116,7 @@ class Worker:
             stopping=self._stopping,
             events=self.events,
             capacity=self.concurrency,
+            flush_counts=recorder.flush_counts,
         )
         self.rpc_server: RpcServer | None = None
         self.housekeeping = Housekeeping(

@@ -73,8 +73,10 @@ class Heartbeat:
         stopping: threading.Event,
         events: EventEmitter,
         capacity: int = 1,
+        flush_counts: Callable[[], None] | None = None,
     ) -> None:
         self.capacity = capacity
+        self.flush_counts = flush_counts  # outcomes the recorder has not added to the row yet
         self.db = database
         self.settings = settings
         self.worker_id = worker_id
@@ -87,9 +89,9 @@ class Heartbeat:
         """Extend the leases of the jobs this worker holds and write its status, in one
         transaction that does not wait for the disk: a lost beat is only a lease that ends
         sooner, while a commit stuck behind a slow WAL flush (seconds, seen on a busy disk)
-        would let a live worker's leases expire. Jobs are locked before the worker's row,
-        in the order the attempt's own end takes them (job, then worker counters): the
-        other order deadlocked with it."""
+        would let a live worker's leases expire. Jobs are locked before the worker's row;
+        the outcome counts are added after, in a statement of their own that locks only
+        the row (`OutcomeRecorder.flush_counts`), so no order can deadlock."""
         ids = self.inflight.job_ids()
         state = status or ("stopping" if self.stopping.is_set() else "busy" if ids else "idle")
         with self.db.transaction() as conn:
@@ -108,6 +110,8 @@ class Heartbeat:
                 current_load=len(ids),
                 max_capacity=self.capacity,
             )
+        if self.flush_counts is not None:
+            self.flush_counts()
         self.events.emit(
             f"worker.{self.kind}.heartbeat",
             {"worker_id": self.worker_id, "status": state, "jobs": ids},

@@ -96,6 +96,14 @@ class OutcomeRecorder:
         self.app_id = app_id  # on the retry message, so operators see who queued it
         self.backoff_max_s = settings.job_backoff_max_seconds
         self.rng = rng
+        # Outcomes not yet added to this worker's `workers` row. Counting in the outcome's
+        # own transaction made every outcome of the process wait for the previous one's
+        # commit (the row's lock is held through the WAL flush): 1.5 ms per outcome with
+        # four jobs in flight. Counted after the commit instead, by whoever is not already
+        # writing them (`flush_counts`; the heartbeat too).
+        self._counts = {"completed": 0, "failed": 0}
+        self._counts_lock = threading.Lock()
+        self._flushing = threading.Lock()
 
     def record(self, job: Job, ending: Ending) -> Recorded:
         """Commit the outcome of an attempt of `job` (the row as claimed)."""
@@ -114,6 +122,10 @@ class OutcomeRecorder:
         else:
             with self.db.transaction() as conn:
                 recorded = self._write(conn, job, ending)
+        if recorded.job is not None and recorded.outcome in (Outcome.COMPLETED, Outcome.FAILED):
+            with self._counts_lock:
+                self._counts[recorded.outcome.value] += 1
+            self.flush_counts()
         if recorded.outcome is Outcome.HANDBACK:
             log.info("job %s: handed back for another worker", job_id)
         elif recorded.job is None:
@@ -125,6 +137,28 @@ class OutcomeRecorder:
         else:
             log.info("job %s: %s", job_id, recorded.outcome.value)
         return recorded
+
+    def flush_counts(self) -> None:
+        """Add the outcomes counted so far to the worker's row, unless another thread is
+        doing so (then the next outcome or heartbeat adds these). A statistic: a database
+        error keeps them for the next try, and never fails the attempt."""
+        if not self._flushing.acquire(blocking=False):
+            return
+        try:
+            with self._counts_lock:
+                counts, self._counts = self._counts, {"completed": 0, "failed": 0}
+            if not any(counts.values()):
+                return
+            try:
+                with self.db.autocommit() as conn:
+                    workers.add_outcomes(conn, worker_id=self.worker_id, **counts)
+            except DATABASE_ERRORS as exc:
+                log.warning("worker counts not written yet: %s", exc)
+                with self._counts_lock:
+                    for key, n in counts.items():
+                        self._counts[key] += n
+        finally:
+            self._flushing.release()
 
     def record_until_saved(self, job: Job, ending: Ending, *, give_up: threading.Event) -> Recorded:
         """Record, retrying through a database outage: a finished job's result must not be
@@ -200,6 +234,5 @@ class OutcomeRecorder:
         row = self._finish(conn, job_id, "failed", error=failure.message)
         if row is None:
             return Recorded(Settlement.ACK, Outcome.FAILED)
-        workers.count_outcome(conn, worker_id=self.worker_id, completed=False)
         job_logs.add_log(conn, job_id=job_id, level="error", message=f"failed: {failure.message}")
         return Recorded(Settlement.DEAD, Outcome.FAILED, row)

@@ -244,24 +244,17 @@ def finish_job(
 def complete_job(
     conn: db.Connection, *, job_id: str, worker_id: str, result: Any = None
 ) -> Job | None:
-    """`finish_job(status='completed')` and the worker's completed count, in ONE statement:
-    on an autocommit connection (`Database.autocommit`) the whole outcome of a successful
-    attempt is one round trip. None (and nothing counted) if this worker no longer holds it."""
+    """`finish_job(status='completed')` in a form for an autocommit connection
+    (`Database.autocommit`): the outcome of a successful attempt in one round trip. None if
+    this worker no longer holds the job."""
     return db.fetch_one(
         conn,
         """
-        WITH done AS (
-            UPDATE jobs SET status = 'completed', error = NULL,
-                   result = coalesce(%(result)s, result), completed_at = now(),
-                   worker_id = NULL, lease_expires_at = NULL, current_item = NULL,
-                   updated_at = now()
-            WHERE id = %(id)s AND worker_id = %(w)s AND status = 'running'
-            RETURNING *
-        ), counted AS (
-            UPDATE workers SET jobs_completed = jobs_completed + 1
-            WHERE id = %(w)s AND EXISTS (SELECT 1 FROM done)
-        )
-        SELECT * FROM done
+        UPDATE jobs SET status = 'completed', error = NULL,
+               result = coalesce(%(result)s, result), completed_at = now(),
+               worker_id = NULL, lease_expires_at = NULL, current_item = NULL, updated_at = now()
+        WHERE id = %(id)s AND worker_id = %(w)s AND status = 'running'
+        RETURNING *
         """,
         {
             "id": job_id,
