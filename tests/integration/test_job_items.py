@@ -45,3 +45,23 @@ def test_retrying_a_job_makes_failed_items_pending_and_keeps_done_ones(db):
         keys = [i["key"] for i in job_items.open_items(conn, job_id=job_id)]
         failed = job_items.failed_items(conn, job_id=job_id)
     assert keys == ["b", "c"] and failed == []
+
+
+def test_items_with_any_characters_are_stored_as_given(db):
+    user = make_user(db)
+    job = make_job(db, owner_id=user["id"])
+    odd = [
+        ('tab\there/"quoted", comma.mov', 7, None),
+        ("new\nline\\back", 0, {"file_id": "f1", "note": 'a "b"'}),
+        ("", 3, None),
+        ("ünïcode/ファイル", 2**40, {}),
+    ]
+    with db.transaction() as conn:
+        job_items.insert_items(conn, job_id=str(job["id"]), items=odd)
+        rows = dbmod.fetch_all(
+            conn,
+            "SELECT seq, key, size, meta FROM job_items WHERE job_id = %s ORDER BY seq",
+            (str(job["id"]),),
+        )
+    assert [(r["key"], r["size"], r["meta"]) for r in rows] == odd
+    assert [r["seq"] for r in rows] == [0, 1, 2, 3]

@@ -8,6 +8,9 @@ Items are numbered (`seq`) in the order they were stored; workers mark them by n
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
@@ -35,16 +38,21 @@ def insert_items(
 def _insert(
     conn: db.Connection, *, job_id: str, first_seq: int, items: Iterable[NewItem | tuple[Any, ...]]
 ) -> None:
-    rows = (
-        (job_id, first_seq + n, item.key, item.size, item.meta)
-        for n, item in enumerate(NewItem(*raw) for raw in items)
-    )
+    # COPY, not INSERT: a cache job over a folder tree stores tens of thousands of items,
+    # and COPY takes 10,000 in a fraction of the time multi-row INSERTs did (issue 13).
+    # CSV with every text field quoted carries any key (tabs, newlines, quotes, even ""); a
+    # missing meta is written "" and read back as NULL (FORCE_NULL).
+    buffer = io.StringIO()
+    out = csv.writer(buffer, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
+    for n, item in enumerate(NewItem(*raw) for raw in items):
+        meta = None if item.meta is None else json.dumps(item.meta)
+        out.writerow((job_id, first_seq + n, item.key, item.size, meta))
+    buffer.seek(0)
     with conn.cursor() as cur:
-        psycopg2.extras.execute_values(
-            cur,
-            "INSERT INTO job_items (job_id, seq, key, size, meta) VALUES %s",
-            rows,
-            page_size=2000,
+        cur.copy_expert(
+            "COPY job_items (job_id, seq, key, size, meta) FROM STDIN"
+            " WITH (FORMAT csv, FORCE_NULL (meta))",
+            buffer,
         )
 
 
