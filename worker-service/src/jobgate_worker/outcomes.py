@@ -112,12 +112,10 @@ class OutcomeRecorder:
             log.warning("job %s: another worker took it over; dropping this attempt", job_id)
             return Recorded(Settlement.ACK, Outcome.LOST)
         if ending.outcome is Outcome.COMPLETED:
-            # The common case in one round trip: the job and the worker's count in one
-            # statement, committed as the server answers (see `attempts.complete_job`).
+            # The common case in one round trip: one statement, committed as the server
+            # answers (`Database.autocommit`); the worker's count follows (`flush_counts`).
             with self.db.autocommit() as conn:
-                row = attempts.complete_job(
-                    conn, job_id=job_id, worker_id=self.worker_id, result=ending.result
-                )
+                row = self._finish(conn, job_id, "completed", result=ending.result)
             recorded = Recorded(Settlement.ACK, Outcome.COMPLETED, row)
         else:
             with self.db.transaction() as conn:

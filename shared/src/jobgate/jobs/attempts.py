@@ -241,29 +241,6 @@ def finish_job(
     )
 
 
-def complete_job(
-    conn: db.Connection, *, job_id: str, worker_id: str, result: Any = None
-) -> Job | None:
-    """`finish_job(status='completed')` in a form for an autocommit connection
-    (`Database.autocommit`): the outcome of a successful attempt in one round trip. None if
-    this worker no longer holds the job."""
-    return db.fetch_one(
-        conn,
-        """
-        UPDATE jobs SET status = 'completed', error = NULL,
-               result = coalesce(%(result)s, result), completed_at = now(),
-               worker_id = NULL, lease_expires_at = NULL, current_item = NULL, updated_at = now()
-        WHERE id = %(id)s AND worker_id = %(w)s AND status = 'running'
-        RETURNING *
-        """,
-        {
-            "id": job_id,
-            "w": worker_id,
-            "result": None if result is None else psycopg2.extras.Json(result),
-        },
-    )
-
-
 def backoff_delay(job: Job, *, max_seconds: float, rng: random.Random | None = None) -> int:
     """Seconds before the next attempt: fixed or exponential, with jitter, at least 1."""
     base = float(job["backoff_seconds"])
