@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import os
 import re
+import signal
 import socket
 import stat
 import subprocess
@@ -106,6 +107,12 @@ def jobgate_json(*args: str, env: dict[str, str], code: int = 0) -> Any:
     return json.loads(done.stdout)
 
 
+def _interactive_signals() -> None:
+    """Ctrl-C as a shell gives it: a suite started in the background (`make test &`)
+    ignores SIGINT, and an ignored signal stays ignored across exec."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def terminal(*args: str, env: dict[str, str], cwd: Path | None = None) -> pexpect.spawn:
     """Run the command in a pseudo-terminal, as from an interactive shell."""
     return pexpect.spawn(
@@ -116,6 +123,7 @@ def terminal(*args: str, env: dict[str, str], cwd: Path | None = None) -> pexpec
         encoding="utf-8",
         timeout=90,
         dimensions=(40, 160),
+        preexec_fn=_interactive_signals,
     )
 
 

@@ -487,7 +487,8 @@ def test_the_cache_worker_is_listed_with_its_heartbeat(dash, tab):
     row.wait_for()
     assert row.locator(".badge").inner_text() == "active"
     assert "ago" in row.locator("td[data-label='Last heartbeat']").inner_text()
-    assert "/1" in row.locator("td[data-label=Load]").inner_text()  # load / capacity
+    # load / capacity: a cache worker runs CACHE_CONCURRENCY (4) jobs at once
+    assert "/4" in row.locator("td[data-label=Load]").inner_text()
 
 
 def test_an_admin_sees_queue_depths_and_the_dead_letter_count(dash, tab):

@@ -259,3 +259,19 @@ def test_the_openapi_document_describes_the_cursor(client):
     assert "cursor" in {p["name"] for p in get["parameters"]}
     headers = get["responses"]["200"]["headers"]
     assert {"X-Total-Count", "X-Total-Count-Min", "X-Next-Cursor", "Link"} <= set(headers)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "created_since=2000-01-01T00:17:21%2B17:45",  # Python takes the offset, PostgreSQL not
+        "created_since=0001-01-01T00:00:00%2B05:00",  # before the first instant in UTC
+    ],
+)
+def test_created_since_is_read_in_utc_and_out_of_range_is_400(client, query):
+    r = client.get(f"/api/v1/jobs?{query}", headers=DEMO)
+    assert r.status_code in (200, 400), r.get_data(as_text=True)
+    if query.startswith("created_since=2000"):
+        assert r.status_code == 200 and r.json == []
+    else:
+        assert r.status_code == 400 and "created_since" in r.get_data(as_text=True)

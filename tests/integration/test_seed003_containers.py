@@ -70,6 +70,9 @@ def test_the_whole_lifecycle(client, engine):
     assert made["name"] == "web" and made["image"] == "busybox" and made["status"] == "stopped"
     assert made["created_at"].endswith("Z") and made["ports"] == []
     cid = made["id"]
+    # Pausing a container that does not run is the caller's mistake, not the engine's: 409.
+    refused = client.post(f"/api/containers/{cid}/pause", headers=DEMO)
+    assert refused.status_code == 409, refused.get_data(as_text=True)
     assert post(client, DEMO, cid, "start")["status"] == "running"
     logs = wait_logs(client, DEMO, cid, "tick")
     assert logs.startswith("started\n")

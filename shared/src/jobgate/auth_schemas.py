@@ -153,7 +153,7 @@ class UserUpdateSchema(ma.Schema):
 
 class PageQuerySchema(ma.Schema):
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    offset = fields.Integer(load_default=0, validate=validate.Range(0, 2**31 - 1))
 
 
 class UserListSchema(ma.Schema):

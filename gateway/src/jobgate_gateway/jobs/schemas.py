@@ -8,6 +8,7 @@ from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, vali
 
 from jobgate import kinds
 from jobgate.jobs import COUNT_CAP, SORTABLE, STATUSES, Cursor, decode_cursor
+from jobgate.web import UtcDateTime
 from jobgate_gateway.files.resources import FileSchema
 
 
@@ -82,7 +83,7 @@ class CursorField(fields.String):
 class JobListQuerySchema(Schema):
     kind = fields.String(validate=validate.OneOf(kinds.names()))
     status = fields.String(validate=validate.OneOf(STATUSES))
-    created_since = fields.AwareDateTime(default_timezone=None)
+    created_since = UtcDateTime(default_timezone=None)
     owner = fields.UUID(metadata={"description": "admin only: jobs of this user"})
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 500))
     offset = fields.Integer(load_default=0, validate=validate.Range(0, 2**31 - 1))

@@ -117,7 +117,9 @@ class ContainersApi:
                 ) from None
             raise
         except docker.errors.APIError as exc:
-            if exc.status_code == 409:
+            # Docker says 409 when the container's state forbids the call (pausing one that
+            # does not run); Podman says 500 "container state improper" (found by the fuzz test).
+            if exc.status_code == 409 or "container state improper" in str(exc.explanation):
                 raise Conflict(exc.explanation or str(exc)) from None
             raise ServiceUnavailable(
                 "the container engine refused", details={"reason": str(exc)[:300]}

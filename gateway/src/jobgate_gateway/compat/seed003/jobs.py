@@ -23,7 +23,7 @@ from jobgate.errors import Forbidden, NotFound
 from jobgate.identity import Principal
 from jobgate.jobs import STATUSES, estimates, job_logs
 from jobgate.kinds import container
-from jobgate.web import Blueprint
+from jobgate.web import Blueprint, UtcDateTime
 from jobgate_gateway import ratelimit
 from jobgate_gateway.auth import authenticate_blueprint, owner_filter, require_auth
 from jobgate_gateway.compat.seed001 import seed_status
@@ -133,7 +133,7 @@ class Seed003JobListQuerySchema(Schema):
         validate=validate.Length(1, 200),
         metadata={"description": "a username; only admins may name someone else"},
     )
-    created_since = fields.AwareDateTime(
+    created_since = UtcDateTime(
         default_timezone=dt.UTC, metadata={"description": "ISO 8601; UTC when no zone is given"}
     )
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
