@@ -73,6 +73,12 @@ def test_the_whole_lifecycle(client, engine):
     # Pausing a container that does not run is the caller's mistake, not the engine's: 409.
     refused = client.post(f"/api/containers/{cid}/pause", headers=DEMO)
     assert refused.status_code == 409, refused.get_data(as_text=True)
+    # Before it ever ran: no usage, its limit; and logs "since 0" are all of them (none).
+    idle = client.get(f"/api/containers/{cid}/stats", headers=DEMO)
+    assert idle.status_code == 200, idle.get_data(as_text=True)
+    assert idle.json["memory_usage"] == 0 and idle.json["memory_limit"] == 512 * 1024 * 1024
+    early = client.get(f"/api/containers/{cid}/logs?since=0&tail=0", headers=DEMO)
+    assert early.status_code == 200, early.get_data(as_text=True)
     assert post(client, DEMO, cid, "start")["status"] == "running"
     logs = wait_logs(client, DEMO, cid, "tick")
     assert logs.startswith("started\n")

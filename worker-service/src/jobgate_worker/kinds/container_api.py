@@ -237,7 +237,9 @@ class ContainersApi:
         tail = params.get("tail")
         options["tail"] = min(int(tail), LOG_LINES_MAX) if tail is not None else LOG_LINES_MAX
         if params.get("since") is not None:
-            options["since"] = _epoch(params["since"])
+            since = _epoch(params["since"])
+            if since > 0:  # 0 or before 1970: from the first line (the SDK wants a positive time)
+                options["since"] = since
         now = time.time()
         gone = container.id[:12]
         text = self._engine_call(container.logs, **options, gone=gone).decode("utf-8", "replace")
@@ -246,7 +248,13 @@ class ContainersApi:
 
     def stats(self, params: dict[str, Any]) -> dict[str, Any]:
         container = self._find(params)
-        sample = self._sample(container)
+        if self._status(container) != "running":
+            # Nothing runs, so nothing is used (Podman answers a stopped container's stats
+            # with an empty body): zeros, and the limit it was made with.
+            limit = int((container.attrs.get("HostConfig") or {}).get("Memory") or 0)
+            sample = Sample(0, 0, 0, limit, 0, 0, 0, 0)
+        else:
+            sample = self._sample(container)
         return {
             "cpu_usage": self._cpu_percent(container, sample),
             "memory_usage": sample.memory_usage,
