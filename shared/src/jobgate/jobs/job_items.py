@@ -173,7 +173,7 @@ def mark_items(
     done items whose size was unknown when they were stored (a downloaded video).
 
     One statement (one round trip) whatever the number of items. `durable=False` relaxes
-    the transaction's durability in the same round trip (`db.relax_durability`): for
+    the transaction's durability in the same round trip (`db.RELAXED`): for
     progress that may be redone after a database crash."""
     # seq -> [status, error, size]; a null status or size leaves the column as it is.
     rows: dict[str, list[Any]] = {}
@@ -183,7 +183,7 @@ def mark_items(
         rows[str(int(seq))] = ["failed", error, None]
     for seq, size in (sizes or {}).items():
         rows.setdefault(str(int(seq)), [None, None, None])[2] = int(size)
-    relax = "" if durable else "SET LOCAL synchronous_commit = off; "
+    relax = "" if durable else db.RELAXED
     if not rows:
         if relax:
             db.relax_durability(conn)
