@@ -35,7 +35,7 @@ import threading
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -463,17 +463,17 @@ class _Attempt:
         """The inputs as one tar extracted at `/`: parent directories are made as needed."""
         if not self.inputs:
             return
-        with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
-            with tarfile.open(fileobj=spool, mode="w") as tar:
-                for destination, path in self.inputs:
-                    info = tarfile.TarInfo(destination.lstrip("/"))
-                    info.size = path.stat().st_size
-                    info.mode = 0o644
-                    info.mtime = int(time.time())
-                    with open(path, "rb") as f:
-                        tar.addfile(info, f)
-            spool.seek(0)
-            container.put_archive("/", spool)
+
+        def fill(tar: tarfile.TarFile) -> None:
+            for destination, path in self.inputs:
+                info = tarfile.TarInfo(destination.lstrip("/"))
+                info.size = path.stat().st_size
+                info.mode = 0o644
+                info.mtime = int(time.time())
+                with open(path, "rb") as f:
+                    tar.addfile(info, f)
+
+        put_tar(container, fill)
         self.ctx.log("info", f"copied {len(self.inputs)} input file(s) in")
 
     def _prepare_output_dirs(self, container: Any) -> None:
@@ -483,16 +483,16 @@ class _Attempt:
         missing = [d for d in wanted if d != "/" and not self._exists(container.id, d)]
         if not missing:
             return
-        with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
-            with tarfile.open(fileobj=spool, mode="w") as tar:
-                for directory in missing:
-                    info = tarfile.TarInfo(directory.lstrip("/"))
-                    info.type = tarfile.DIRTYPE
-                    info.mode = OUTPUT_DIR_MODE
-                    info.mtime = int(time.time())
-                    tar.addfile(info)
-            spool.seek(0)
-            container.put_archive("/", spool)
+
+        def fill(tar: tarfile.TarFile) -> None:
+            for directory in missing:
+                info = tarfile.TarInfo(directory.lstrip("/"))
+                info.type = tarfile.DIRTYPE
+                info.mode = OUTPUT_DIR_MODE
+                info.mtime = int(time.time())
+                tar.addfile(info)
+
+        put_tar(container, fill)
 
     def _exists(self, cid: str, path: str) -> bool:
         """Whether `path` exists in the container (the archive API's HEAD: no data read)."""
@@ -731,6 +731,22 @@ class _Attempt:
             pass
         except ENGINE_ERRORS as exc:  # housekeeping removes it once the attempt is over
             log.warning("job %s: container %s not removed: %s", self.ctx.job_id, cid[:12], exc)
+
+
+def put_tar(container: Any, fill: Callable[[tarfile.TarFile], None]) -> None:
+    """Extract at `/` in `container` the tar that `fill` writes, sent without the padding
+    that Python adds after the two end-of-archive blocks (up to a 10 KiB record).
+
+    Podman's extractor stops reading at the end blocks; padding still on its way then
+    fails the whole request with "passing bulk input to subprocess: write |1: broken
+    pipe" (containers/buildah#6573), now and then and more often under load.
+    """
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
+        with tarfile.open(fileobj=spool, mode="w") as tar:
+            fill(tar)
+        spool.truncate(tar.offset)  # the end of the end blocks: `close` pads past it
+        spool.seek(0)
+        container.put_archive("/", spool)
 
 
 class _ChunkReader:
