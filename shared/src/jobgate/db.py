@@ -146,6 +146,41 @@ class Database:
                 self._pool = None
 
 
+class Listener:
+    """One connection LISTENing on `channel`, opened on first use and again once it was
+    closed or lost: what a loop waiting for NOTIFY selects on (the webhook dispatcher, the
+    edge agent). Not pooled: a listening connection is never handed to anyone else."""
+
+    def __init__(self, url: str, channel: str, application_name: str) -> None:
+        self.url = url
+        self.channel = channel
+        self.application_name = application_name
+        self._conn: Connection | None = None
+
+    def connection(self) -> Connection:
+        """The listening connection (its `poll()` fills `notifies`)."""
+        if self._conn is None or self._conn.closed:
+            conn = psycopg2.connect(
+                self.url, connect_timeout=5, application_name=self.application_name
+            )
+            try:
+                conn.autocommit = True
+                with conn.cursor() as cur:
+                    cur.execute(f"LISTEN {self.channel}")
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    def close(self) -> None:
+        """Throw the connection away (it may be dead); the next `connection()` opens anew."""
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+        self._conn = None
+
+
 def _closed_by_server(conn: Connection) -> bool:
     """Whether an idle pooled connection was ended by the server (a restart, an admin's
     pg_terminate_backend): an idle connection has nothing to read unless the server said

@@ -21,7 +21,6 @@ publishes them after commit; what it cannot publish, the workers' outbox relay d
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import errno
 import functools
@@ -39,8 +38,6 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-import psycopg2
-import psycopg2.extensions
 from standardwebhooks import Webhook
 
 from jobgate import db, outbox, webhooks
@@ -303,7 +300,7 @@ class Dispatcher:
         self.publisher = publisher or Publisher(
             settings.amqp_url, app_id=app_id, queue_type=settings.job_queue_type
         )
-        self._listener: psycopg2.extensions.connection | None = None
+        self._listener = db.Listener(database.url, CHANNEL, APP_ID)
 
     def dispatch(self) -> int:
         """Dispatch what is queued (a bounded number of batches); returns deliveries made."""
@@ -324,24 +321,9 @@ class Dispatcher:
         except Exception as exc:  # noqa: BLE001 - the housekeeping relay publishes them later
             log.warning("webhook deliveries queued; publish deferred to the relay: %s", exc)
 
-    def _listen(self) -> psycopg2.extensions.connection:
-        if self._listener is None or self._listener.closed:
-            conn = psycopg2.connect(self.db.url, connect_timeout=5, application_name=APP_ID)
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute(f"LISTEN {CHANNEL}")
-            self._listener = conn
-        return self._listener
-
-    def _close_listener(self) -> None:
-        if self._listener is not None:
-            with contextlib.suppress(Exception):  # it is being thrown away, maybe dead
-                self._listener.close()
-        self._listener = None
-
     def wait(self, stop: threading.Event) -> None:
         """Until a notification arrives, the interval passes or `stop` is set."""
-        listener = self._listen()
+        listener = self._listener.connection()
         deadline = time.monotonic() + self.settings.webhook_dispatch_interval_s
         while not stop.is_set():
             left = deadline - time.monotonic()
@@ -362,17 +344,18 @@ class Dispatcher:
         try:
             while not stop.is_set():
                 try:
-                    self._listen()  # before dispatching: no notification falls in between
+                    # LISTEN before dispatching: no notification falls in between.
+                    self._listener.connection()
                     self.dispatch()
                     self.wait(stop)
                     delay = OUTAGE_FIRST_S
                 except Exception as exc:  # noqa: BLE001 - an outage must not end the loop
                     log.warning("webhook dispatcher: %s; retrying in %.0fs", exc, delay)
-                    self._close_listener()
+                    self._listener.close()
                     stop.wait(delay)
                     delay = min(delay * 2, OUTAGE_MAX_S)
         finally:
-            self._close_listener()
+            self._listener.close()
             self.publisher.close()
             log.info("webhook dispatcher stopped")
 
