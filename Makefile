@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PACKAGES := -e 'shared[web,media]' -e auth-service -e gateway -e worker-service -e stats-service \
-	-e client -e examples/task-handlers
+	-e edge-agent -e client -e examples/task-handlers
 # cloudcoil-models-keda: KEDA's schema for the manifests' checks; filelock: cloudcoil's
 # pytest plugin, which pytest loads whenever cloudcoil is installed, imports it.
 TOOLS := honcho pytest pytest-timeout ruff schemathesis pexpect playwright kubernetes-validate \
@@ -19,11 +19,11 @@ help: ## list the targets
 
 venv: $(STAMP) ## create .venv and install every package, pinned by constraints.txt
 
-$(STAMP): constraints.txt shared/pyproject.toml auth-service/pyproject.toml gateway/pyproject.toml worker-service/pyproject.toml stats-service/pyproject.toml client/pyproject.toml examples/task-handlers/pyproject.toml
+$(STAMP): constraints.txt shared/pyproject.toml auth-service/pyproject.toml gateway/pyproject.toml worker-service/pyproject.toml stats-service/pyproject.toml edge-agent/pyproject.toml client/pyproject.toml examples/task-handlers/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
 	$(BIN)/pip install -q -c constraints.txt $(PACKAGES) $(TOOLS) 2>&1 | grep -v "is ignored" || true
-	$(BIN)/python -c "import jobgate_gateway, jobgate_auth, jobgate_worker, jobgate_stats, jobgate_client, honcho, pytest"
+	$(BIN)/python -c "import jobgate_gateway, jobgate_auth, jobgate_worker, jobgate_stats, jobgate_edge, jobgate_client, honcho, pytest"
 	touch $(STAMP)
 
 services: ## start PostgreSQL, RabbitMQ and Redis if installed but stopped; create the database

@@ -12,6 +12,12 @@
 #   EDGE_MAX_BODY_SIZE  (the larger of MAX_FILE_SIZE and 16, plus 1) MB: above the gateway's
 #                       own limits, so the gateway's 413 answers first
 #   EDGE_WORKERS        2                             nginx worker processes
+#   EDGE_TRUSTED_PROXIES (empty)                      comma-separated addresses/CIDRs of proxies
+#                       in front of the edge (a load balancer, ingress-nginx): from those the
+#                       client is taken from X-Forwarded-For (nginx realip, recursive), so
+#                       $remote_addr - the X-Forwarded-For/X-Real-IP sent on, the access log,
+#                       per-client limits - is the real client. Empty: the edge is the first
+#                       hop and its peer is the client
 # Nothing under /etc/nginx is read or written: the rendered file has its own pid file and
 # temporary paths next to it; the access log goes to stdout, the error log to stderr.
 set -euo pipefail
@@ -41,6 +47,29 @@ check_value() { # NAME VALUE REGEX: refuse a setting that could change the file'
     log "$1='$2' is not valid"
     exit 2
   fi
+}
+
+# EDGE_TRUSTED_PROXIES as nginx realip directives (http context), or a comment when empty.
+# Each entry must be an IPv4 or IPv6 address, optionally /prefix: nothing else reaches the file.
+real_ip() {
+  local entry entries=() lines=()
+  IFS=',' read -r -d '' -a entries <<<"$1" || true # the whole value, not its first line
+  for entry in "${entries[@]}"; do
+    entry=${entry#"${entry%%[![:space:]]*}"} # without the spaces around it
+    entry=${entry%"${entry##*[![:space:]]}"}
+    [ -z "$entry" ] && continue
+    check_value EDGE_TRUSTED_PROXIES "$entry" \
+      '^(([0-9]{1,3}\.){3}[0-9]{1,3}(/[0-9]{1,2})?|[0-9A-Fa-f]*:[0-9A-Fa-f:.]*(/[0-9]{1,3})?)$'
+    lines+=("set_real_ip_from $entry;")
+  done
+  if [ ${#lines[@]} -eq 0 ]; then
+    lines=("# EDGE_TRUSTED_PROXIES is empty: the edge is the first hop, its peer the client.")
+  else
+    lines=("# EDGE_TRUSTED_PROXIES: from these peers the client is X-Forwarded-For's last"
+      "# address not among them (realip): \$remote_addr is that client from here on."
+      "${lines[@]}" "real_ip_header X-Forwarded-For;" "real_ip_recursive on;")
+  fi
+  printf '    %s\n' "${lines[@]}" # indented like the http block it is written in
 }
 
 # Replace each ${NAME} of the given names in the text with that variable's value.
@@ -73,6 +102,7 @@ render() {
   check_value STATS_UPSTREAM "$STATS_UPSTREAM" "$address"
   check_value EDGE_MAX_BODY_SIZE "$EDGE_MAX_BODY_SIZE" '^[0-9]+[kKmMgG]?$'
   check_value EDGE_WORKERS "$EDGE_WORKERS" '^([0-9]+|auto)$'
+  EDGE_REAL_IP=$(real_ip "${EDGE_TRUSTED_PROXIES:-}")
   mkdir -p "$(dirname "$output")"
   EDGE_DIR=$(cd "$(dirname "$output")" && pwd)
   mkdir -p "$EDGE_DIR/tmp"
@@ -80,10 +110,13 @@ render() {
   site=$(substitute "$(<"$TEMPLATES/jobgate.conf.template")" \
     EDGE_BIND GATEWAY_UPSTREAM STATS_UPSTREAM EDGE_MAX_BODY_SIZE)
   EDGE_SITE=$site
-  main=$(substitute "$(<"$TEMPLATES/nginx.conf.template")" EDGE_WORKERS EDGE_DIR EDGE_SITE)
+  main=$(substitute "$(<"$TEMPLATES/nginx.conf.template")" \
+    EDGE_WORKERS EDGE_DIR EDGE_REAL_IP EDGE_SITE)
   printf '%s\n' "$main" >"$output.tmp"
   mv "$output.tmp" "$output"
   log "rendered $output: $EDGE_BIND -> gateway $GATEWAY_UPSTREAM, stats-service $STATS_UPSTREAM"
+  [ -n "${EDGE_TRUSTED_PROXIES:-}" ] && log "client addresses from: $EDGE_TRUSTED_PROXIES (realip)"
+  return 0
 }
 
 serve() {

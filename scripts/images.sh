@@ -4,10 +4,12 @@
 #       localhost/jobgate/debian-base:bookworm  debootstrap --variant=minbase from this
 #                                               machine's Debian mirror, then podman import
 #       localhost/jobgate/python-base:3.11      deploy/images/python-base.Dockerfile on it
-#                                               (Debian's python3, python3-venv, CA certs)
+#                                               (Debian's python3, python3-venv, CA certs):
+#                                               the base of every service image
 #   scripts/images.sh build   base, then every image, localhost/jobgate/NAME:$IMAGE_TAG for
 #                             gateway, auth, stats, worker, edge; checks each (uid 10001,
-#                             imports, ffmpeg, yt-dlp, nginx -t) and lists the sizes
+#                             imports, ffmpeg, yt-dlp, the edge's render and nginx -t) and
+#                             lists the sizes
 #   scripts/images.sh smoke   run the built auth-service, gateway, stats-service, edge and a
 #                             cache worker as containers (host network, 127.0.0.1 only,
 #                             read-only, no capabilities) against the host's PostgreSQL and
@@ -19,10 +21,11 @@
 #   IMAGE_TAG          tag of the built images (default local, as docker-compose.yml names them)
 #   BASE_SUITE         Debian suite of the base images (default bookworm: Python 3.11)
 #   DEBIAN_MIRROR      apt mirror for debootstrap (default: this machine's source for the suite)
-#   PYTHON_BASE_IMAGE  base of the Python images instead of the local python-base (where a
-#                      registry is reachable: python:3.11-slim, the Dockerfiles' default)
-#   DEBIAN_BASE_IMAGE  base of the edge image instead of the local debian-base
-#                      (debian:bookworm-slim, the edge Dockerfile's default)
+#   PYTHON_BASE_IMAGE  base of the service images (the edge's too: nginx + jobgate-edge)
+#                      instead of the local python-base (where a registry is reachable:
+#                      python:3.11-slim, the Dockerfiles' default)
+#   DEBIAN_BASE_IMAGE  base of python-base instead of the local debian-base
+#                      (debian:bookworm-slim, python-base.Dockerfile's default)
 #   smoke: SMOKE_PG_URL (postgresql://jobgate:jobgate@127.0.0.1:5432, a role that may create
 #          databases), SMOKE_AMQP_USER/SMOKE_AMQP_PASSWORD (guest/guest), SMOKE_RABBITMQ_API
 #          (http://127.0.0.1:15672), SMOKE_TIMEOUT (seconds one step may take, default 120)
@@ -46,7 +49,7 @@ IMAGES=(
   "auth|auth-service/Dockerfile|python"
   "stats|stats-service/Dockerfile|python"
   "worker|worker-service/Dockerfile|python"
-  "edge|deploy/nginx/Dockerfile|debian"
+  "edge|deploy/nginx/Dockerfile|python"
 )
 
 log() { printf '[images] %s\n' "$*" >&2; }
@@ -209,9 +212,18 @@ make_debian_base() {
   log "made $DEBIAN_BASE"
 }
 
+# Whether an image of IMAGES is built on debian-base itself (none now: the edge has Python).
+uses_debian_base() {
+  local entry
+  for entry in "${IMAGES[@]}"; do [[ $entry == *"|debian" ]] && return 0; done
+  return 1
+}
+
 base() {
   local refresh=${REFRESH_BASE:-}
-  [ -n "${DEBIAN_BASE_IMAGE:-}" ] && [ -n "${PYTHON_BASE_IMAGE:-}" ] && return 0 # both given
+  # Nothing to make when python-base is given and no image needs debian-base directly.
+  [ -n "${PYTHON_BASE_IMAGE:-}" ] && { [ -n "${DEBIAN_BASE_IMAGE:-}" ] || ! uses_debian_base; } \
+    && return 0
   command -v podman >/dev/null || die "podman is missing: make engine"
   if [ -z "${DEBIAN_BASE_IMAGE:-}" ] \
     && { [ -n "$refresh" ] || ! podman image exists "$DEBIAN_BASE"; }; then
@@ -252,10 +264,13 @@ check_image() { # NAME: what the image promises, run in a throwaway container
           && echo "yt-dlp $(yt-dlp --version)" \
           && python -c "import av; print(\"PyAV\", av.__version__)"' >&2 ;;
     edge)
-      # The configuration renders and nginx accepts it (upstreams given as addresses).
+      # The agent imports, its static configuration renders and nginx accepts it (upstreams
+      # given as addresses: no network here).
       "${run[@]}" -e GATEWAY_UPSTREAM=127.0.0.1:1 -e STATS_UPSTREAM=127.0.0.1:2 "$ref" sh -c \
-        '/opt/jobgate/scripts/edge.sh render "$EDGE_CONF" \
-          && /usr/sbin/nginx -t -q -e stderr -p /tmp/edge/ -c "$EDGE_CONF" && nginx -v' ;;
+        'python -c "import jobgate_edge.agent" && command -v jobgate-edge >/dev/null \
+          && "$EDGE_SCRIPT" render "$EDGE_STATE_DIR/nginx.conf" \
+          && "$EDGE_NGINX" -t -q -e stderr -p "$EDGE_STATE_DIR/" -c "$EDGE_STATE_DIR/nginx.conf" \
+          && "$EDGE_NGINX" -v' ;;
   esac
 }
 
@@ -430,12 +445,24 @@ smoke() {
   "${run[@]}" --name "jobgate-smoke-$SMOKE_ID-worker-cache" -e "WORKER_METRICS_PORT=$metrics_port" \
     -v "$fs:/data/filespace:ro" -v "$SMOKE_WORK/storage:/var/lib/jobgate/storage" \
     "$(image_ref worker)" jobgate-worker cache >/dev/null
+  # jobgate-edge (nginx as its child), its state in the container's /tmp (a tmpfs: --read-only).
   "${run[@]}" --name "jobgate-smoke-$SMOKE_ID-edge" -e "EDGE_BIND=127.0.0.1:$edge_port" \
     -e "GATEWAY_UPSTREAM=127.0.0.1:$gateway_port" -e "STATS_UPSTREAM=127.0.0.1:$stats_port" \
-    "$(image_ref edge)" >/dev/null
+    -e "EDGE_ID=smoke-$SMOKE_ID" "$(image_ref edge)" >/dev/null
 
   local edge=http://127.0.0.1:$edge_port
   wait_http "$edge/api/v1/health" "the gateway through the edge"
+  # The agent applied the (empty) proxy set and said so in its database row.
+  local applied="" deadline=$((SECONDS + SMOKE_TIMEOUT))
+  until [ -n "$applied" ]; do
+    applied=$(psql "$SMOKE_PG_URL/$SMOKE_DB" -qtA -c \
+      "SELECT applied_generation FROM proxy_edges WHERE edge_id = 'smoke-$SMOKE_ID'
+         AND applied_at IS NOT NULL" 2>/dev/null || true)
+    [ -n "$applied" ] && break
+    [ $SECONDS -lt $deadline ] || smoke_fail "the edge agent reported no applied set in proxy_edges"
+    sleep 1
+  done
+  log "the edge agent runs nginx generation $applied"
   wait_http "http://127.0.0.1:$stats_port/health" stats-service
   wait_http "http://127.0.0.1:$metrics_port/metrics" "the cache worker's metrics"
 

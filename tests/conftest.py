@@ -58,7 +58,11 @@ def amqp_url() -> Iterator[str]:
     _rabbitmqctl("delete_vhost", vhost)
 
 
-TABLES = "files, workers, outbox, job_logs, job_items, jobs, api_keys, refresh_tokens, users"
+TABLES = (
+    "files, workers, outbox, job_logs, job_items, jobs, api_keys, refresh_tokens, users,"
+    " proxy_routes, proxy_upstreams, proxy_edges, proxy_server_health, proxy_request_stats,"
+    " proxy_stats_totals, runtime_config"
+)
 
 
 @pytest.fixture

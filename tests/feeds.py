@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from tests.helpers import serve_in_thread
+
 CHUNK = 1024  # bytes per write of a throttled enclosure
 
 
@@ -54,7 +56,7 @@ class FeedServer:
         self._lock = threading.Lock()
         self._server = _QuietServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread: threading.Thread | None = None
 
     # --- setup ---------------------------------------------------------------------------
 
@@ -73,13 +75,14 @@ class FeedServer:
         return self.base + "/tag/{value}"
 
     def start(self) -> FeedServer:
-        self._thread.start()
+        self._thread = serve_in_thread(self._server)
         return self
 
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
-        self._thread.join(timeout=5)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
 
     def add(self, mode: str, value: str, videos: list[FeedVideo]) -> None:
         """Publish videos on a profile (`mode="profile"`) or hashtag feed."""

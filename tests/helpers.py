@@ -1,14 +1,67 @@
-"""Small helpers that more than one test layer needs (integration and end-to-end), kept here
-so that no conftest copies another's."""
+"""Small helpers that more than one test layer needs (unit, integration, end-to-end), kept
+here so that no conftest or test module copies another's."""
 
 from __future__ import annotations
 
+import socketserver
+import threading
+from pathlib import Path
 from typing import Any
 
 from flask.testing import FlaskClient
 
 # Seed 000's documented demo key: every test stack bootstraps it, so clients can use it as-is.
 DEMO_KEY = "demo-api-key-2024"
+
+# Seed 003's own upstream example, verbatim (the proxy's unit and integration tests).
+SEED_UPSTREAM = {
+    "name": "api-servers",
+    "strategy": "round_robin",
+    "health_check": {
+        "enabled": True,
+        "path": "/health",
+        "interval": "30s",
+        "timeout": "5s",
+        "healthy_threshold": 2,
+        "unhealthy_threshold": 3,
+    },
+    "servers": [
+        {"address": "127.0.0.1:3001", "weight": 1, "max_fails": 3, "fail_timeout": "30s"},
+        {"address": "127.0.0.1:3002", "weight": 2, "max_fails": 3, "fail_timeout": "30s"},
+    ],
+}
+# The seed's route example, on a path Jobgate does not serve (its "/api/*" is Jobgate's own).
+SEED_ROUTE = {
+    "id": "route_123",
+    "path": "/apps/*",
+    "method": "ANY",
+    "upstream": "api-servers",
+    "middleware": ["rate_limit", "auth"],
+    "headers": {"X-Forwarded-For": "$remote_addr", "X-Real-IP": "$remote_addr"},
+    "timeout": "30s",
+    "retries": 3,
+}
+
+
+def serve_in_thread(server: socketserver.BaseServer) -> threading.Thread:
+    """Serve on a started daemon thread that notices `server.shutdown()` within 50 ms: the
+    default poll interval (0.5 s) was paid at the teardown of every test with a server, some
+    six minutes of the whole suite."""
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    return thread
+
+
+def process_alive(pid: int) -> bool:
+    """Whether `pid` still runs: a zombie has ended, and so has a process that vanishes while
+    its /proc entry is read (the read then fails with ESRCH)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # the name in parentheses may hold spaces
 
 
 def bearer(token: str) -> dict[str, str]:

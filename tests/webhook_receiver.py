@@ -15,6 +15,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.helpers import serve_in_thread
+
 
 class Receiver:
     """An HTTP server on a free loopback port; `url` is its `/hooks` endpoint."""
@@ -56,10 +58,9 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/hooks"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def start(self) -> Receiver:
-        self._thread.start()
+        self._thread = serve_in_thread(self.server)
         return self
 
     def stop(self) -> None:

@@ -111,6 +111,16 @@ def stack(make_stack):
 
 
 @pytest.fixture
+def edge(make_stack):
+    """The stack behind its edge (jobgate-edge and nginx) with stats-service: requests go to
+    `edge.edge_url`. (test_edge_agent_e2e.py has an `edge` of its own: the agent alone.)"""
+    stack = make_stack()
+    stack.start_stats()
+    stack.start_edge()
+    return stack
+
+
+@pytest.fixture
 def api(stack):
     session = requests.Session()
     session.headers["X-API-Key"] = DEMO_KEY

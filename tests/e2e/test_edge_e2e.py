@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import random
+import re
 import time
 import uuid
 from urllib.parse import urlsplit
@@ -21,14 +22,6 @@ from tests.helpers import DEMO_KEY
 pytestmark = pytest.mark.e2e
 
 STATS_HEADER = "X-Jobgate-Service"
-
-
-@pytest.fixture
-def edge(make_stack):
-    stack = make_stack()
-    stack.start_stats()
-    stack.start_edge()
-    return stack
 
 
 def canonical_error(body: bytes, code: str) -> dict:
@@ -199,3 +192,67 @@ def test_rate_limits_count_per_client_behind_the_edge(make_stack):
     direct = f"{stack.url}/api/v1/auth/login"
     forged = {**headers, "X-Forwarded-For": first}
     assert send_from(third, direct, "POST", body=wrong, headers=forged).status == 401
+
+
+def test_behind_a_trusted_proxy_the_client_is_the_one_it_forwarded_for(make_stack):
+    """EDGE_TRUSTED_PROXIES (here every loopback address, as the pod networks are for the edge
+    behind ingress-nginx): a request from a trusted peer counts for the client in its
+    X-Forwarded-For - at the gateway (its login limit), at a published route (the headers it
+    gets) and in the edge's access log - not for the peer. Without the setting the header is
+    replaced (test_rate_limits_count_per_client_behind_the_edge)."""
+    from tests.e2e.test_proxy_e2e import Backend, applied, put_set
+
+    stack = make_stack(
+        RATE_LIMIT_STORAGE_URI="redis://127.0.0.1:6379/0", RATE_LIMIT_LOGIN="3/minute"
+    )
+    stack.start_edge(EDGE_TRUSTED_PROXIES="127.0.0.0/8")
+    login = f"{stack.edge_url}/api/v1/auth/login"
+    wrong = json.dumps({"username": "admin", "password": "not-the-password"})
+    headers = {"Content-Type": "application/json"}
+    client = "203.0.113.7"
+
+    def attempt(source: str, forwarded_for: str | None = None) -> int:
+        sent = {**headers, "X-Forwarded-For": forwarded_for} if forwarded_for else headers
+        return send_from(source, login, "POST", body=wrong, headers=sent).status
+
+    # From 127.0.0.1 (a trusted proxy) for the client: its allowance of 3 is used up (fewer
+    # when a run in the last minute used it already: the limit is in Redis).
+    codes = [attempt("127.0.0.1", client)]
+    while codes[-1] != 429 and len(codes) < 4:
+        codes.append(attempt("127.0.0.1", client))
+    assert codes[-1] == 429 and set(codes[:-1]) <= {401}, codes
+    # The client is limited, not the proxy: through another (fresh) proxy address too, and
+    # whatever the client itself wrote before the proxy's entry (recursive: the last address
+    # that is not a trusted proxy's).
+    other_proxy = loopback_address()
+    assert attempt(other_proxy, client) == 429
+    assert attempt(other_proxy, f"{loopback_address()}, {client}") == 429  # forged in front
+    assert attempt(other_proxy, f"198.51.100.1, {client}") == 429
+    assert attempt(other_proxy, f"{client}, {loopback_address()}") == 429  # proxies behind it
+    # Another client through the same proxy has its own allowance, as has the proxy itself
+    # when it sends no header (its own address is the client then).
+    other_client = f"198.51.100.{random.randint(2, 254)}"
+    assert attempt("127.0.0.1", other_client) == 401
+    assert attempt(loopback_address()) == 401
+    # The edge's access log names the client.
+    assert re.search(rf"^(\S+ \| )?{re.escape(client)} \[", stack.log("edge"), re.M), stack.log(
+        "edge"
+    )[-2000:]
+
+    # A published route gets the client as X-Forwarded-For and X-Real-IP (its rate_limit
+    # middleware keys on the same $binary_remote_addr).
+    backend = Backend("a")
+    try:
+        answer = put_set(
+            stack,
+            [{"name": "apps", "servers": [{"address": backend.address}]}],
+            [{"id": "apps", "path": "/apps/*", "upstream": "apps", "middleware": ["rate_limit"]}],
+        )
+        assert answer.status_code == 200, answer.text
+        applied(stack, answer.json()["version"])
+        r = send_from(other_proxy, f"{stack.edge_url}/apps/x", headers={"X-Forwarded-For": client})
+        assert r.status == 200, r.data
+        seen = backend.seen[-1]
+        assert seen["X-Forwarded-For"] == client and seen["X-Real-IP"] == client, seen
+    finally:
+        backend.close()

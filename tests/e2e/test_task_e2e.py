@@ -8,7 +8,6 @@ process with it, while the task runs again on the next worker.
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 import requests
 
 from tests.e2e.conftest import ADMIN_PASSWORD
+from tests.helpers import process_alive
 
 pytestmark = pytest.mark.e2e
 DONE = {"completed", "failed", "cancelled"}
@@ -24,7 +24,9 @@ DONE = {"completed", "failed", "cancelled"}
 
 @pytest.fixture
 def task_stack(make_stack):
-    return make_stack(TASK_CONCURRENCY="2")
+    # The seed's limit on /tasks (100/minute) is its own test's business (tests/integration);
+    # here the polling loops below would run into it while a killed worker's task waits.
+    return make_stack(TASK_CONCURRENCY="2", RATE_LIMIT_TASKS="100000/minute")
 
 
 def seed_token(base_url: str) -> str:
@@ -42,10 +44,12 @@ def seed_token(base_url: str) -> str:
 def wait_task(base: str, headers: dict[str, str], task_id: str, until, timeout: float = 30.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        task = requests.get(f"{base}/tasks/{task_id}", headers=headers, timeout=10).json()["data"]
+        r = requests.get(f"{base}/tasks/{task_id}", headers=headers, timeout=10)
+        assert r.status_code == 200, r.text
+        task = r.json()["data"]
         if until(task):
             return task
-        time.sleep(0.05)
+        time.sleep(0.1)
     raise AssertionError(f"task {task_id}: {task}")
 
 
@@ -98,15 +102,6 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    return state != "Z"
-
-
 @pytest.mark.slow
 def test_a_worker_killed_mid_task_takes_its_handler_process_and_the_task_runs_again(
     task_stack,
@@ -128,9 +123,9 @@ def test_a_worker_killed_mid_task_takes_its_handler_process_and_the_task_runs_ag
     worker.send_signal(signal.SIGKILL)
     worker.wait()
     deadline = time.monotonic() + 10
-    while any(alive(p) for p in below) and time.monotonic() < deadline:
+    while any(process_alive(p) for p in below) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not [p for p in below if alive(p)], "handler processes outlived their worker"
+    assert not [p for p in below if process_alive(p)], "handler processes outlived their worker"
 
     task_stack.start_worker("task", name="worker-task-2")
     done = wait_task(base, headers, task_id, lambda t: t["status"] in DONE, timeout=60)

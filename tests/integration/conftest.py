@@ -26,11 +26,26 @@ from jobgate.storage import DirectoryStorage
 from jobgate_auth import create_app as create_auth_app
 from jobgate_gateway import create_app
 from jobgate_worker.consumer import Worker
-from tests.helpers import DEMO_KEY, bearer, create_user, login_tokens
+from tests.helpers import DEMO_KEY, bearer, create_user, login_tokens, serve_in_thread
 from tests.media import make_video
 
 ADMIN_PASSWORD = "admin-password-for-tests"
 DEMO = {"X-API-Key": DEMO_KEY}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashing() -> Iterator[None]:
+    """argon2id at its lowest cost for the in-process auth-service: its default cost (~0.1 s
+    a hash, on purpose) was paid by every test's admin bootstrap and every login. No test
+    here depends on the cost; the end-to-end stacks run the services with the real one."""
+    from argon2 import PasswordHasher
+
+    from jobgate_auth import passwords
+
+    real = passwords._hasher
+    passwords._hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    yield
+    passwords._hasher = real
 
 
 @pytest.fixture
@@ -40,8 +55,7 @@ def auth_server(settings: Settings, db: Database) -> Iterator[str]:
         settings.replace(bootstrap_admin_password=ADMIN_PASSWORD, bootstrap_api_key=DEMO_KEY)
     )
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    thread = serve_in_thread(server)
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     thread.join(timeout=5)

@@ -193,6 +193,7 @@ def garbage(raw: str) -> str:
         garbage('["created_at", "sideways", "2026-01-01T00:00:00+00:00", "x"]'),
         garbage('["kind", "asc", "cache", "not-a-uuid"]'),
         "x" * 2000,
+        "A" * 257,  # base64url-looking, longer than any cursor (CURSOR_MAX)
     ],
 )
 def test_a_bad_cursor_is_a_400(client, cursor):

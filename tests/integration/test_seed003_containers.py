@@ -12,6 +12,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from jobgate_worker.kinds.container import instance_label
 from tests.helpers import create_user
 from tests.integration.conftest import DEMO, login
 
@@ -22,11 +23,19 @@ TICKER = ["sh", "-c", "trap 'exit 0' TERM; echo started; while true; do echo tic
 
 @pytest.fixture
 def engine(engine_rpc):
+    """The engine the RPC service uses. The engine's storage is the machine's, shared with
+    other runs: whatever this test's Jobgate made (its `jobgate.instance`) is removed after
+    it, and only that."""
     client = docker.DockerClient(base_url=engine_rpc.docker_host)
     yield client
-    for container in client.containers.list(all=True, filters={"label": "jobgate.managed"}):
+    for container in client.containers.list(all=True, filters=ours(engine_rpc)):
         container.remove(force=True)
     client.close()
+
+
+def ours(settings) -> dict[str, list[str]]:
+    """The engine filter for the containers API's containers of this test's Jobgate."""
+    return {"label": ["jobgate.managed", f"jobgate.instance={instance_label(settings)}"]}
 
 
 @pytest.fixture
@@ -65,7 +74,7 @@ def wait_logs(client, headers, container_id, text, timeout=10.0):
         time.sleep(0.1)
 
 
-def test_the_whole_lifecycle(client, engine):
+def test_the_whole_lifecycle(client, engine, engine_rpc):
     made = create(client, DEMO, name="web", command=TICKER)
     assert made["name"] == "web" and made["image"] == "busybox" and made["status"] == "stopped"
     assert made["created_at"].endswith("Z") and made["ports"] == []
@@ -108,7 +117,7 @@ def test_the_whole_lifecycle(client, engine):
     assert missing.status_code == 404
     assert missing.json["error"]["code"] == "CONTAINER_NOT_FOUND"
     assert missing.json["error"]["details"] == {"container_id": cid, "available_containers": []}
-    assert engine.containers.list(all=True, filters={"label": "jobgate.managed"}) == []
+    assert engine.containers.list(all=True, filters=ours(engine_rpc)) == []
 
 
 def test_following_logs_streams_until_the_container_stops(client, engine):

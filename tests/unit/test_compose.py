@@ -38,6 +38,7 @@ JOBGATE_IMAGES = {
     "jobgate/auth:local",
     "jobgate/stats:local",
     "jobgate/worker:local",
+    "jobgate/edge:local",
 }
 
 
@@ -84,8 +85,8 @@ def test_everything_referenced_is_defined(spec):
         ),
         (lambda c: c["services"]["auth"].update(secrets=["jwt"]), "unknown secret jwt"),
         (
-            lambda c: c["services"]["edge"]["volumes"].append("./deploy/nginx/gone.template:/x:ro"),
-            "bind mount ./deploy/nginx/gone.template does not exist",
+            lambda c: c["services"]["rabbitmq"]["volumes"].append("./deploy/rabbitmq/gone.conf:/x"),
+            "bind mount ./deploy/rabbitmq/gone.conf does not exist",
         ),
         (
             lambda c: c["services"]["stats"]["build"].update(dockerfile="stats/Dockerfile"),
@@ -135,12 +136,13 @@ def test_the_edge_fronts_gateway_and_stats_like_the_procfile(spec):
     hosts = (env["GATEWAY_UPSTREAM"].split(":")[0], env["STATS_UPSTREAM"].split(":")[0])
     assert hosts == ("gateway", "stats")
     assert {"gateway", "stats"} <= set(edge["depends_on"])
-    # The edge is the only published API port; the Procfile's edge serves the same template.
+    # The edge is the only published API port; the Procfile's edge runs the same agent.
     published = {n for n, s in services.items() if s.get("ports")}
     assert published == {"edge", "rabbitmq"}
     assert edge["ports"] == ["127.0.0.1:8080:8080"]
     procfile = (compose.ROOT / "Procfile").read_text()
-    assert re.search(r"^edge: exec scripts/edge\.sh serve$", procfile, re.M)
+    assert re.search(r"^edge: exec jobgate-edge$", procfile, re.M)
+    assert edge["command"] == ["jobgate-edge"]
     # Every compose process of the Procfile is a compose service (the engine is the host's).
     procs = set(re.findall(r"^([\w-]+):", procfile, re.M)) - {"engine"}
     assert procs <= set(services)

@@ -3,7 +3,8 @@ base image as a build argument (the public default for people with a registry, t
 one here), runs as the shared non-root user with a health check, gets pip's and apt's
 machine settings only as build secrets, names no download URL, copies nothing the
 .dockerignore leaves out, installs ffmpeg (the shared package's `media` extra) only in the
-gateway and worker images, and the images are the ones docker-compose.yml runs. Building
+gateway and worker images, the edge image runs the agent `jobgate-edge` with nginx, and the
+images are the ones docker-compose.yml runs. Building
 them belongs to `make images`/`make smoke-images` (minutes); these checks read files (and
 import the auth and stats packages once).
 Each check is also shown to catch a broken copy, so none passes by looking at nothing."""
@@ -209,7 +210,7 @@ def test_every_dockerfile_is_built_by_make_images():
 
 def test_a_new_dockerfile_make_images_forgets_is_noticed():
     images = built_images(
-        IMAGES_SH.read_text().replace('  "edge|deploy/nginx/Dockerfile|debian"\n', "")
+        IMAGES_SH.read_text().replace('  "edge|deploy/nginx/Dockerfile|python"\n', "")
     )
     assert "deploy/nginx/Dockerfile" not in {d for d, _ in images.values()}
     assert repo_dockerfiles() != {d for d, _ in images.values()} | {PYTHON_BASE}
@@ -228,9 +229,11 @@ def test_a_hard_coded_or_untagged_base_image_is_caught():
     text = (ROOT / "gateway" / "Dockerfile").read_text()
     hard = text.replace("FROM ${BASE_IMAGE}\n", "FROM python:3.11-slim\n", 1)
     assert any("FROM python:3.11-slim" in p for p in base_image_problems(hard))
-    latest = text.replace("ARG BASE_IMAGE=python:3.11-slim", "ARG BASE_IMAGE=python:latest")
+    latest = text.replace(
+        "ARG BASE_IMAGE=python:3.11-slim-bookworm", "ARG BASE_IMAGE=python:latest"
+    )
     assert any("default" in p for p in base_image_problems(latest))
-    assert base_image_problems(text.replace("ARG BASE_IMAGE=python:3.11-slim\n", ""))
+    assert base_image_problems(text.replace("ARG BASE_IMAGE=python:3.11-slim-bookworm\n", ""))
 
 
 def test_the_python_base_kind_matches_what_the_dockerfile_needs():
@@ -310,6 +313,113 @@ def test_the_edge_image_carries_every_template_edge_sh_reads():
     assert copied.rstrip().endswith("/opt/jobgate/deploy/nginx/")
 
 
+EDGE_DOCKERFILE = ROOT / "deploy" / "nginx" / "Dockerfile"
+EDGE_IMAGE_SCRIPT = "/opt/jobgate/scripts/edge.sh"  # where the image copies scripts/edge.sh
+
+
+def edge_image_problems(text: str) -> list[str]:
+    """The edge image: nginx and the agent (jobgate-edge, with the shared package, pinned by
+    constraints.txt as the other Python images) in the final stage, the agent as the command,
+    its settings pointing at the image's own files, its state under /tmp (the root filesystem
+    may be read-only), and SIGQUIT (graceful: the agent forwards it to nginx) to stop it."""
+    problems = []
+    all_ins = instructions(text)
+    final = stages(text)[-1]
+    pip = " ".join(rest for w, rest in all_ins if w == "RUN" and "pip install" in rest)
+    if "-c constraints.txt" not in pip:
+        problems.append("pip install is not pinned by constraints.txt")
+    for package in ("./shared", "./edge-agent"):
+        if not re.search(rf'"?{re.escape(package)}(\[[^\]]*\])?"?(\s|$)', pip):
+            problems.append(f"pip install does not install {package}")
+    copied = " ".join(rest for w, rest in all_ins if w == "COPY")
+    for source in ("constraints.txt", "shared/", "edge-agent/"):
+        if not re.search(rf"(^|\s){re.escape(source)}\s", copied + " "):
+            problems.append(f"{source} is not copied into the build")
+    runs = " ".join(rest for w, rest in final if w == "RUN")
+    if not re.search(r"apt-get install .*\bnginx\b", runs):
+        problems.append("the final stage does not install nginx")
+    if not any(w == "COPY" and "--from=build" in rest and "/opt/venv" in rest for w, rest in final):
+        problems.append("the final stage does not take the build stage's venv")
+    env: dict[str, str] = {}
+    for word, rest in final:
+        if word == "ENV":
+            env.update(re.findall(r"(\w+)=(\S+)", rest))
+    state = env.get("EDGE_STATE_DIR", "")
+    if not state.startswith("/tmp/"):
+        problems.append(f"EDGE_STATE_DIR {state!r} is not under /tmp")
+    if env.get("EDGE_SCRIPT", EDGE_IMAGE_SCRIPT) != EDGE_IMAGE_SCRIPT:
+        problems.append(f"EDGE_SCRIPT {env['EDGE_SCRIPT']} is not the copied scripts/edge.sh")
+    cmds = [rest for w, rest in final if w == "CMD"]
+    if not cmds or cmds[-1] != '["jobgate-edge"]':
+        problems.append(f"the command is not jobgate-edge: {cmds[-1:] or None}")
+    stops = [rest for w, rest in final if w == "STOPSIGNAL"]
+    if stops[-1:] != ["SIGQUIT"]:
+        problems.append(f"STOPSIGNAL is {stops[-1:] or None}, not SIGQUIT (graceful)")
+    return problems
+
+
+def test_the_edge_image_runs_the_agent_with_nginx():
+    assert edge_image_problems(EDGE_DOCKERFILE.read_text()) == []
+    # The agent is what the image's Python environment installs as `jobgate-edge`.
+    project = tomllib.loads((ROOT / "edge-agent" / "pyproject.toml").read_text())["project"]
+    assert project["scripts"]["jobgate-edge"] == "jobgate_edge.__main__:main"
+    # The image's default script is the one settings.py falls back to.
+    settings = (ROOT / "edge-agent" / "src" / "jobgate_edge" / "settings.py").read_text()
+    assert 'Path("/opt/jobgate/scripts/edge.sh")' in settings
+
+
+def test_the_edge_image_check_catches_a_broken_copy():
+    text = EDGE_DOCKERFILE.read_text()
+    for change, problem in (
+        (
+            lambda s: s.replace(
+                'CMD ["jobgate-edge"]', 'CMD ["/opt/jobgate/scripts/edge.sh", "serve"]'
+            ),
+            "the command is not jobgate-edge",
+        ),
+        (lambda s: s.replace(" ./edge-agent", ""), "does not install ./edge-agent"),
+        (lambda s: s.replace("-c constraints.txt ", ""), "not pinned by constraints.txt"),
+        (lambda s: s.replace("STOPSIGNAL SIGQUIT", "STOPSIGNAL SIGTERM"), "not SIGQUIT"),
+        (
+            lambda s: s.replace("EDGE_STATE_DIR=/tmp/edge", "EDGE_STATE_DIR=/var/lib/edge"),
+            "is not under /tmp",
+        ),
+        (
+            lambda s: s.replace("install -y --no-install-recommends nginx", "install -y curl"),
+            "does not install nginx",
+        ),
+    ):
+        broken = change(text)
+        assert broken != text, problem
+        assert any(problem in p for p in edge_image_problems(broken)), problem
+
+
+def test_the_edge_agent_imports_without_the_shared_extras():
+    """The edge image installs ./shared with no extra: neither the agent nor jobgate.proxy
+    may import the web framework, the authentication libraries or ffmpeg's wheel."""
+    blocked = ["flask", "flask_smorest", "webargs", "jwt", "cryptography", "requests"]
+    blocked += ["cachetools", "imageio_ffmpeg"]
+    # WITHOUT_FFMPEG (below) imports every module of the packages; these go first.
+    script = "import sys\n" + "".join(f"sys.modules[{m!r}] = None\n" for m in blocked)
+    script += WITHOUT_FFMPEG
+    out = subprocess.run(
+        [sys.executable, "-c", script, "jobgate_edge", "jobgate.proxy"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "imported", out.stderr
+    # The extras really are the packages blocked above.
+    project = tomllib.loads((ROOT / "shared" / "pyproject.toml").read_text())["project"]
+    names = {
+        re.split(r"[<>=!~\[; ]", r)[0].replace("-", "_").lower()
+        for extra in project["optional-dependencies"].values()
+        for r in extra
+    }
+    module_of = {"pyjwt": "jwt"}
+    assert {module_of.get(n, n) for n in names} <= set(blocked), names
+
+
 def test_compose_runs_the_images_make_images_tags():
     """docker-compose.yml's built services use the names and Dockerfiles make images uses,
     so `make images` and `docker compose build` make the same images."""
@@ -324,7 +434,7 @@ def test_compose_runs_the_images_make_images_tags():
         assert dockerfile in by_dockerfile, f"{service}: {dockerfile} is not built by make images"
         assert spec["image"] == f"jobgate/{by_dockerfile[dockerfile]}:local", service
         seen.add(by_dockerfile[dockerfile])
-    assert {"gateway", "auth", "stats", "worker"} <= seen
+    assert {"gateway", "auth", "stats", "worker", "edge"} <= seen
 
 
 # --- what each image installs: ffmpeg only where it is used ----------------------------------
@@ -336,6 +446,7 @@ SERVICE_DIRS = {
     "auth": "auth-service",
     "stats": "stats-service",
     "worker": "worker-service",
+    "edge": "edge-agent",
 }
 MEDIA_IMAGES = {"gateway", "worker"}
 SHARED_EXTRA = re.compile(r'"?\./shared(?:\[([\w,-]*)\])?"?(?=\s)')

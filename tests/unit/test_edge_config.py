@@ -140,6 +140,56 @@ def test_render_refuses_values_that_would_change_the_syntax(tmp_path):
     assert not (tmp_path / "x.conf").exists()
 
 
+def test_trusted_proxies_give_the_client_behind_them(conf, tmp_path):
+    """EDGE_TRUSTED_PROXIES: nginx's realip in the http context (every server, the proxy
+    set's too), so $remote_addr - what is logged, limited and sent on - is the client a
+    trusted proxy forwarded for. Unset, none of it: the edge is the first hop."""
+    for name in ("set_real_ip_from", "real_ip_header", "real_ip_recursive"):
+        assert not directive(conf, name), name
+    text = render(tmp_path, EDGE_TRUSTED_PROXIES=" 10.0.0.0/8,fc00::/7 , 192.0.2.1,::1,")
+    assert directive(text, "set_real_ip_from") == ["10.0.0.0/8", "fc00::/7", "192.0.2.1", "::1"]
+    assert directive(text, "real_ip_header") == ["X-Forwarded-For"]
+    assert directive(text, "real_ip_recursive") == ["on"]
+    http = text[text.index("http {") : text.index("server {")]
+    assert directive(http, "real_ip_header") == ["X-Forwarded-For"]
+    # What is sent on is still $remote_addr, now the real client: replaced, never appended.
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in server_level(text)
+    assert "$proxy_add_x_forwarded_for" not in text
+    if NGINX is not None:  # the realip module is built into Debian's nginx
+        conf_path = tmp_path / "edge" / "nginx.conf"
+        checked = subprocess.run(
+            [NGINX, "-t", "-e", "stderr", "-p", f"{conf_path.parent}/", "-c", str(conf_path)],
+            capture_output=True,
+            text=True,
+        )
+        assert checked.returncode == 0, checked.stderr
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "10.0.0.0/8; include /etc/passwd",
+        "10.0.0.0/8;",
+        "10.0.0.1 10.0.0.2",
+        "edge.local",
+        "unix:",
+        "10.0.0.0/8\nreal_ip_header X-Real-IP",
+        "10.0.0.0/8,$http_x",
+        "10.0.0.0/8,{",
+    ],
+)
+def test_render_refuses_trusted_proxies_that_are_no_addresses(tmp_path, value):
+    bad = subprocess.run(
+        [str(EDGE), "render", str(tmp_path / "x.conf")],
+        env={**os.environ, "EDGE_TRUSTED_PROXIES": value},
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2, bad.stderr
+    assert "EDGE_TRUSTED_PROXIES" in bad.stderr
+    assert not (tmp_path / "x.conf").exists()
+
+
 @pytest.mark.parametrize(
     ("uri", "upstream"),
     [
@@ -275,27 +325,32 @@ def test_errors_made_by_nginx_are_canonical_json(conf):
 
 
 def test_compose_runs_the_edge_and_stats_service():
+    """The compose edge is the Jobgate edge image running `jobgate-edge` (nginx as its child,
+    configured from the template by scripts/edge.sh and from the proxy set in PostgreSQL)."""
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
     for name, service in services.items():
         for dependency in service.get("depends_on", {}):
             assert dependency in services, f"{name} depends on unknown {dependency}"
     edge, stats, gateway = services["edge"], services["stats"], services["gateway"]
-    assert edge["image"].startswith("nginx:")
+    assert edge["image"] == "jobgate/edge:local"
+    assert edge["build"] == {"context": ".", "dockerfile": "deploy/nginx/Dockerfile"}
+    assert edge["command"] == ["jobgate-edge"]
+    dockerfile = (ROOT / "deploy" / "nginx" / "Dockerfile").read_text()
+    assert re.search(r'^CMD \["jobgate-edge"\]$', dockerfile, re.M)
+    assert "volumes" not in edge  # the template is in the image, rendered at start
     assert edge["ports"] == ["127.0.0.1:8080:8080"]
     assert "ports" not in gateway and "ports" not in stats  # only through the edge
-    assert (
-        "./deploy/nginx/jobgate.conf.template:/etc/nginx/templates/default.conf.template:ro"
-        in edge["volumes"]
-    )
-    # Every setting of the template is given, and only those are substituted.
+    # Every setting of the template is given; the agent reads the set from PostgreSQL once
+    # the migrations have made its tables.
     needed = set(re.findall(r"\$\{([A-Z_]+)\}", TEMPLATE.read_text()))
     env = edge["environment"]
     assert needed <= set(env)
     assert env["GATEWAY_UPSTREAM"] == "gateway:8080" and env["STATS_UPSTREAM"] == "stats:8082"
-    pattern = env["NGINX_ENVSUBST_FILTER"].replace("$$", "$")
-    assert {n for n in needed if re.search(pattern, n)} == needed
-    assert not re.search(pattern, "HOSTNAME") and not re.search(pattern, "PATH")
+    assert env["EDGE_BIND"].rsplit(":", 1)[-1] == "8080"
+    assert env["DATABASE_URL"] == services["migrate"]["environment"]["DATABASE_URL"]
+    assert env["EDGE_ID"]
+    assert edge["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
     # Gateway and stats-service believe the compose network (where the edge is), nothing else.
     (subnet,) = [c["subnet"] for c in compose["networks"]["default"]["ipam"]["config"]]
     assert gateway["environment"]["TRUSTED_PROXIES"] == subnet
@@ -305,7 +360,7 @@ def test_compose_runs_the_edge_and_stats_service():
 
 def test_procfile_puts_the_edge_in_front():
     procfile = (ROOT / "Procfile").read_text()
-    assert re.search(r"^edge: exec scripts/edge\.sh serve$", procfile, re.M)
+    assert re.search(r"^edge: exec jobgate-edge$", procfile, re.M)
     assert re.search(r"^stats: exec jobgate-stats$", procfile, re.M)
     assert "--bind ${GATEWAY_BIND:-127.0.0.1:8083}" in procfile
 

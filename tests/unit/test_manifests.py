@@ -268,6 +268,10 @@ def test_probes_mean_what_they_say(rendered):
         container = k8s.main_container(only(rendered, "Deployment", name))
         assert k8s.http_probe_path(container, "livenessProbe") == "/health"
         assert k8s.http_probe_path(container, "readinessProbe") == "/health"
+    # The edge: its port accepts connections (the services behind it are probed by theirs).
+    edge = k8s.main_container(only(rendered, "Deployment", "jobgate-edge"))
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert edge[probe]["tcpSocket"]["port"] in ("http", 8080), probe
     # Workers and the scheduler: an httpGet of /metrics on their metrics port, which they
     # serve on the pod's address (WORKER_METRICS_HOST), not only its loopback.
     metered = metered_deployments(rendered)
@@ -371,11 +375,11 @@ def test_prod_runs_released_images_and_dev_the_local_ones(dev, prod):
         }
 
     assert all(
-        re.fullmatch(r"\S+/jobgate/(gateway|auth|stats|worker):\d+\.\d+\.\d+", i)
+        re.fullmatch(r"\S+/jobgate/(gateway|auth|stats|worker|edge):\d+\.\d+\.\d+", i)
         for i in jobgate_images(prod)
     )
     assert jobgate_images(dev) == {
-        f"jobgate/{n}:local" for n in ("gateway", "auth", "stats", "worker")
+        f"jobgate/{n}:local" for n in ("gateway", "auth", "stats", "worker", "edge")
     }
 
 
@@ -482,7 +486,7 @@ def decoded(secret: k8s.Obj) -> dict[str, str]:
 # --- network policies -----------------------------------------------------------------------
 
 
-def test_only_the_ingress_controller_reaches_gateway_and_stats(rendered):
+def test_only_the_ingress_controller_reaches_the_edge_and_only_the_edge_the_services(rendered):
     deny = only(rendered, "NetworkPolicy", "jobgate-default-deny-ingress")["spec"]
     assert (
         deny["podSelector"] == {} and deny["policyTypes"] == ["Ingress"] and not deny.get("ingress")
@@ -490,9 +494,11 @@ def test_only_the_ingress_controller_reaches_gateway_and_stats(rendered):
     controller = {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}
     }
+    edge = only(rendered, "Deployment", "jobgate-edge")["spec"]["template"]["metadata"]["labels"]
+    assert k8s.ingress_peers(rendered, edge) == [controller]
     for name in ("jobgate-gateway", "jobgate-stats"):
         labels = only(rendered, "Deployment", name)["spec"]["template"]["metadata"]["labels"]
-        assert k8s.ingress_peers(rendered, labels) == [controller], name
+        assert k8s.ingress_peers(rendered, labels) == [{"podSelector": {"matchLabels": edge}}], name
     auth = only(rendered, "Deployment", "jobgate-auth")["spec"]["template"]["metadata"]["labels"]
     assert {
         p["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
@@ -505,7 +511,7 @@ def test_only_the_ingress_controller_reaches_gateway_and_stats(rendered):
 
 
 def test_ingress_check_catches_an_open_door(prod):
-    objs, policy = k8s.broken(prod, "NetworkPolicy", "jobgate-gateway-from-ingress")
+    objs, policy = k8s.broken(prod, "NetworkPolicy", "jobgate-gateway-from-edge")
     policy["spec"]["ingress"].append({"ports": [{"port": 8080}]})  # from anyone
     labels = only(prod, "Deployment", "jobgate-gateway")["spec"]["template"]["metadata"]["labels"]
     assert {} in k8s.ingress_peers(objs, labels)
@@ -577,47 +583,181 @@ def test_egress_check_catches_a_wider_door(prod):
 
 # --- the edge -------------------------------------------------------------------------------
 
+EDGE = ("Deployment", "jobgate-edge")
+# The template's upstreams -> the edge's setting that names their server.
+TEMPLATE_UPSTREAMS = dict(
+    re.findall(r"^upstream (\w+) \{\s*server \$\{(\w+)\};", TEMPLATE.read_text(), re.M)
+)
 
-def test_ingress_routes_like_the_local_edge(rendered):
-    """Every path goes to the same service through the Ingress as through
-    deploy/nginx/jobgate.conf.template (paths tried: each route's own and its near misses)."""
+
+def edge_route_problems(objs: list[k8s.Obj]) -> list[str]:
+    """Every path goes through the Ingress to the jobgate-edge Service, and from the edge (its
+    GATEWAY_UPSTREAM / STATS_UPSTREAM, which deploy/nginx/jobgate.conf.template's upstreams
+    are) to the Service the local edge sends it to, on that Service's port (paths tried:
+    each route's own and its near misses)."""
+    problems = []
     routes = k8s.template_routes(TEMPLATE.read_text())
-    assert {u for _, _, u in routes} == set(SERVICES)
-    ingresses = k8s.of_kind(rendered, "Ingress")
-    assert {i["spec"]["ingressClassName"] for i in ingresses} == {"nginx"}
-    uris = k8s.sample_uris(routes)
-    assert len(uris) > 30
-    for uri in uris:
-        assert k8s.ingress_route(ingresses, uri) == SERVICES[k8s.nginx_route(routes, uri)], uri
-
-
-def test_route_comparison_catches_a_missing_route(prod):
-    routes = k8s.template_routes(TEMPLATE.read_text())
-    objs, streams = k8s.broken(prod, "Ingress", "jobgate-streams")
-    paths = streams["spec"]["rules"][0]["http"]["paths"]
-    paths[:] = [p for p in paths if "events" not in p["path"]]
     ingresses = k8s.of_kind(objs, "Ingress")
-    assert any(
-        k8s.ingress_route(ingresses, uri) != SERVICES[k8s.nginx_route(routes, uri)]
-        for uri in k8s.sample_uris(routes)
+    services = {s["metadata"]["name"]: s for s in k8s.of_kind(objs, "Service")}
+    env = k8s.environment(k8s.main_container(only(objs, *EDGE)), objs)
+    for uri in k8s.sample_uris(routes):
+        through = k8s.ingress_route(ingresses, uri)
+        if through != "jobgate-edge":
+            problems.append(f"{uri}: the Ingress sends it to {through}, not jobgate-edge")
+    for upstream, setting in TEMPLATE_UPSTREAMS.items():
+        host, _, port = env.get(setting, "").rpartition(":")
+        wanted = SERVICES[upstream]
+        if host not in (wanted, f"{wanted}.jobgate", f"{wanted}.jobgate.svc"):
+            problems.append(f"{setting}={env.get(setting)!r}: not the Service {wanted}")
+        elif wanted not in services or not port.isdigit():
+            problems.append(f"{setting}={env.get(setting)!r}: no such Service port")
+        elif int(port) not in {p["port"] for p in services[wanted]["spec"]["ports"]}:
+            problems.append(f"{setting}={env.get(setting)!r}: {wanted} has no port {port}")
+    return problems
+
+
+def test_every_path_goes_through_the_edge_which_routes_like_the_local_one(rendered):
+    routes = k8s.template_routes(TEMPLATE.read_text())
+    assert {u for _, _, u in routes} == set(SERVICES) == set(TEMPLATE_UPSTREAMS)
+    assert len(k8s.sample_uris(routes)) > 30
+    assert {i["spec"]["ingressClassName"] for i in k8s.of_kind(rendered, "Ingress")} == {"nginx"}
+    assert edge_route_problems(rendered) == []
+
+
+def test_route_check_catches_a_bypass_or_a_misdirected_upstream(prod):
+    objs, ingress = k8s.broken(prod, "Ingress", "jobgate-edge")
+    ingress["spec"]["rules"][0]["http"]["paths"].insert(
+        0,
+        {
+            "path": "/ws/",
+            "pathType": "Prefix",
+            "backend": {"service": {"name": "jobgate-stats", "port": {"name": "http"}}},
+        },
     )
+    assert any("/ws/" in p and "jobgate-stats" in p for p in edge_route_problems(objs))
+    for setting, value in (("STATS_UPSTREAM", "jobgate-stats:8083"), ("GATEWAY_UPSTREAM", "x:1")):
+        objs, edge = k8s.broken(prod, *EDGE)
+        for var in k8s.main_container(edge)["env"]:
+            if var["name"] == setting:
+                var["value"] = value
+        assert any(setting in p for p in edge_route_problems(objs)), setting
 
 
-def test_streams_get_the_edges_timeouts_and_no_buffering(rendered):
+def test_the_ingress_passes_streams_and_uploads_through_to_the_edge(rendered):
+    """The edge applies the limits (the template's and each published route's timeout, the
+    body size with its JSON 413): the controller's are at least as wide, and nothing is
+    buffered (Server-Sent Events at once, uploads streamed)."""
+    from jobgate.errors import InvalidRequest
+    from jobgate.proxy.model import validate_route
+
     template = TEMPLATE.read_text()
-    stream_timeout = re.search(r"location \^~ /ws/ \{.*?proxy_read_timeout (\d+)s;", template, re.S)
-    api_timeout = re.search(r"^    proxy_read_timeout (\d+)s;", template, re.M)
-    streams = only(rendered, "Ingress", "jobgate-streams")["metadata"]["annotations"]
-    api = only(rendered, "Ingress", "jobgate-api")["metadata"]["annotations"]
+    longest = max(int(s) for s in re.findall(r"proxy_(?:read|send)_timeout (\d+)s;", template))
+    # The longest timeout a published route may have.
+    route = {"path": "/x/*", "upstream": "u"}
+    assert validate_route({**route, "timeout": "3600s"})["timeout"]
+    with pytest.raises(InvalidRequest):
+        validate_route({**route, "timeout": "3601s"})
+    longest = max(longest, 3600)
+    (ingress,) = k8s.of_kind(rendered, "Ingress")
+    notes = ingress["metadata"]["annotations"]
     prefix = "nginx.ingress.kubernetes.io/"
-    assert streams[prefix + "proxy-read-timeout"] == stream_timeout.group(1)
-    assert streams[prefix + "proxy-send-timeout"] == stream_timeout.group(1)
-    assert streams[prefix + "proxy-buffering"] == "off"
-    assert api[prefix + "proxy-read-timeout"] == api_timeout.group(1)
-    assert api[prefix + "proxy-request-buffering"] == "off"
-    # Above the gateway's own upload limit, so its 413 answers (as EDGE_MAX_BODY_SIZE).
+    assert int(notes[prefix + "proxy-read-timeout"]) >= longest
+    assert int(notes[prefix + "proxy-send-timeout"]) >= longest
+    assert notes[prefix + "proxy-buffering"] == "off"
+    assert notes[prefix + "proxy-request-buffering"] == "off"
+    # No limit of its own (0), or one above the gateway's upload limit (as EDGE_MAX_BODY_SIZE).
+    body = notes.get(prefix + "proxy-body-size", "1m")
     limit = Settings.from_env(environ={}).max_file_size
-    assert int(api[prefix + "proxy-body-size"].rstrip("m")) > limit
+    assert body == "0" or int(body.rstrip("m")) > limit
+
+
+def test_the_edge_runs_the_agent_as_one_edge_per_pod(rendered):
+    """jobgate-edge with the database of every process, EDGE_ID the pod's name (two edges
+    never share one), its state on the writable /tmp volume, probed on its port (TCP: the
+    edge's own answer), and stopped gracefully (SIGQUIT before the kubelet's SIGTERM)."""
+    deployment = only(rendered, *EDGE)
+    pod = deployment["spec"]["template"]["spec"]
+    edge = k8s.main_container(deployment)
+    assert edge["image"].rsplit(":", 1)[0].endswith("jobgate/edge")
+    assert "command" not in edge  # the image's CMD: jobgate-edge
+    env = {v["name"]: v for v in edge["env"]}
+    assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "jobgate-database",
+        "key": "DATABASE_URL",
+    }
+    assert env["EDGE_ID"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    values = k8s.environment(edge, rendered)
+    assert values["EDGE_BIND"].rsplit(":", 1)[-1] == "8080"
+    assert {p["containerPort"] for p in edge["ports"]} == {8080}
+    state = values.get("EDGE_STATE_DIR", "/tmp/edge")
+    mounts = {m["mountPath"]: m["name"] for m in edge["volumeMounts"]}
+    (mount,) = [m for m in mounts if state.startswith(m.rstrip("/") + "/")]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes[mounts[mount]]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert edge[probe]["tcpSocket"]["port"] in ("http", 8080), probe
+    stop = " ".join(edge["lifecycle"]["preStop"]["exec"]["command"])
+    assert "kill -QUIT 1" in stop
+    wait = int(re.search(r"sleep (\d+); kill -QUIT", stop).group(1))
+    assert pod["terminationGracePeriodSeconds"] > wait + 30
+    service = only(rendered, "Service", "jobgate-edge")
+    assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(8080, "http")]
+
+
+EDGE_PORTS = {5432}  # besides DNS and the gateway's and stats-service's pods
+
+
+def edge_egress_problems(objs: list[k8s.Obj]) -> list[str]:
+    """The edge reaches DNS, PostgreSQL, and the gateway's and stats-service's pods on their
+    ports; nothing else (published upstreams are the operator's rule to add)."""
+    labels = only(objs, *EDGE)["spec"]["template"]["metadata"]["labels"]
+    rules = k8s.egress_rules(objs, labels)
+    if rules is None:
+        return ["egress is not restricted"]
+    problems = []
+    reached = set()
+    for rule in rules:
+        ports = {p.get("port") for p in rule.get("ports", [])}
+        peers = rule.get("to", [])
+        if not ports:
+            problems.append(f"a rule allows every port: {rule}")
+        elif ports == {53} and all(p.get("namespaceSelector") for p in peers) and peers:
+            continue  # DNS
+        elif not peers:
+            if not ports <= EDGE_PORTS:
+                problems.append(f"ports {sorted(ports - EDGE_PORTS, key=str)} to anywhere")
+        elif all("ipBlock" in p for p in peers):
+            problems.append(f"reaches addresses {[p['ipBlock']['cidr'] for p in peers]}")
+        else:
+            for peer in peers:
+                component = peer.get("podSelector", {}).get("matchLabels", {})
+                component = component.get("app.kubernetes.io/component")
+                wanted = {"gateway": {8080}, "stats": {8082}}.get(component)
+                if wanted is None or "namespaceSelector" in peer or ports != wanted:
+                    problems.append(f"reaches {peer} on {sorted(ports, key=str)}")
+                else:
+                    reached.add(component)
+    if reached != {"gateway", "stats"}:
+        problems.append(f"reaches only {sorted(reached)} of gateway and stats")
+    return problems
+
+
+def test_the_edge_reaches_postgresql_and_the_services_and_nothing_else(rendered):
+    assert edge_egress_problems(rendered) == []
+    objs, policy = k8s.broken(rendered, "NetworkPolicy", "jobgate-edge-egress")
+    policy["spec"]["egress"].append({"ports": [{"port": 443, "protocol": "TCP"}]})
+    assert edge_egress_problems(objs)
+    objs, policy = k8s.broken(rendered, "NetworkPolicy", "jobgate-edge-egress")
+    policy["spec"]["egress"] = [
+        r
+        for r in policy["spec"]["egress"]
+        if "to" not in r or any("namespaceSelector" in p for p in r["to"])
+    ]
+    assert edge_egress_problems(objs) == ["reaches only [] of gateway and stats"]
+    # Documented: published upstreams need the operator's egress rule (and the gateway's
+    # PROXY_ALLOWED_UPSTREAMS).
+    policies = (k8s.MANIFESTS / "base" / "network-policies.yaml").read_text()
+    assert "PROXY_ALLOWED_UPSTREAMS" in policies and "egress" in policies
 
 
 def test_prod_ingress_serves_its_host_over_tls(prod):

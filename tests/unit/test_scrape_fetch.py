@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from tests.helpers import process_alive
+
 WORKER = """
 import sys, tempfile, threading
 from jobgate_worker.kinds.scrape_fetch import Fetcher
@@ -23,14 +25,6 @@ if __name__ == "__main__":
     # A download that hangs: the server takes the connection and never answers.
     fetcher.fetch({"_type": "url", "url": sys.argv[1]}, tempfile.mkdtemp(), threading.Event())
 """
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split()[2] != "Z"  # a zombie has ended
-    except FileNotFoundError:
-        return False
 
 
 @pytest.fixture
@@ -50,11 +44,11 @@ def test_a_download_process_ends_with_its_worker(tmp_path, silent_server, sig) -
         child = int(worker.stdout.readline())
         server.settimeout(10)
         held, _ = server.accept()  # the download process now waits for an answer
-        assert _alive(child)
+        assert process_alive(child)
         os.kill(worker.pid, sig)
         worker.wait(10)
         deadline = time.monotonic() + 5
-        while _alive(child):
+        while process_alive(child):
             assert time.monotonic() < deadline, "the download process outlived its worker"
             time.sleep(0.05)
         held.close()

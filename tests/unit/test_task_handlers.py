@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from importlib.metadata import EntryPoint
@@ -30,6 +29,7 @@ from jobgate.task_handlers import (
     request_url,
     resolve_name,
 )
+from tests.helpers import process_alive, serve_in_thread
 
 BUILTINS = ["echo", "http", "sleep"]
 EXAMPLES = ["example.add", "example.crash", "example.fail"]
@@ -217,8 +217,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def server() -> Iterator[str]:
     _Handler.requests.clear()
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
+    thread = serve_in_thread(httpd)
     yield f"127.0.0.1:{httpd.server_port}"
     httpd.shutdown()
     thread.join(5)
@@ -383,14 +382,6 @@ if __name__ == "__main__":
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split()[2] != "Z"  # a zombie has ended
-    except FileNotFoundError:
-        return False
-
-
 def test_handler_processes_end_with_a_killed_worker(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
@@ -398,18 +389,18 @@ def test_handler_processes_end_with_a_killed_worker(tmp_path):
     children: list[int] = []
     try:
         children = [int(pid) for pid in worker.stdout.readline().split()]
-        assert len(children) == 2 and all(_alive(pid) for pid in children)
+        assert len(children) == 2 and all(process_alive(pid) for pid in children)
         worker.send_signal(signal.SIGKILL)
         worker.wait(10)
         deadline = time.monotonic() + 10
-        while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        while any(process_alive(pid) for pid in children) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not any(_alive(pid) for pid in children), "a handler outlived its worker"
+        assert not any(process_alive(pid) for pid in children), "a handler outlived its worker"
     finally:
         if worker.poll() is None:
             worker.kill()
         for pid in children:
-            if _alive(pid):
+            if process_alive(pid):
                 os.kill(pid, signal.SIGKILL)
 
 

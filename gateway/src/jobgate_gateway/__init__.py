@@ -8,6 +8,7 @@ from flask import Flask, Response, send_from_directory
 from jobgate.config import Settings
 from jobgate.web import Api, init_web
 from jobgate_gateway import auth, auth_proxy, dashboard, health, proxies, ratelimit
+from jobgate_gateway.admin import config as admin_config
 from jobgate_gateway.admin import queues as admin_queues
 from jobgate_gateway.compat import seed000, seed001, seed002, seed003, seed004
 from jobgate_gateway.files import resources as file_resources
@@ -71,6 +72,7 @@ def create_app(config: Settings | None = None, *, services: Services | None = No
         schedule_resources.blp,
         webhook_resources.blp,
         admin_queues.blp,
+        admin_config.blp,
         seed000.health_blp,
         seed000.blp,
         seed001.blp,
@@ -84,6 +86,7 @@ def create_app(config: Settings | None = None, *, services: Services | None = No
     ratelimit.limiter.exempt(health.blp)
     ratelimit.limiter.exempt(seed000.health_blp)
     ratelimit.limiter.exempt(seed002.health_blp)
+    ratelimit.limiter.exempt(seed003.proxy.edge_blp)  # nginx's auth_request takes no 429
     # The dashboard's own files: not API operations (no OpenAPI entry), not rate limited.
     app.register_blueprint(dashboard.blp)
     ratelimit.limiter.exempt(dashboard.blp)

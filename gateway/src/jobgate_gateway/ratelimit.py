@@ -56,6 +56,20 @@ status_limit = limiter.shared_limit(
 tasks_limit = limiter.shared_limit(lambda: _settings().rate_limit_tasks, scope="tasks")
 
 
+@limiter.request_filter
+def _disabled_by_reload() -> bool:
+    """RATE_LIMIT_ENABLED turned off by a reload (POST /api/config/reload): no limit counts.
+    (Turning it on needs a restart when the gateway started without a limiter.)"""
+    return not _settings().rate_limit_enabled
+
+
+def _refresh_settings() -> None:
+    """before_request, ahead of the limiter's: a reload's values apply to this request."""
+    refresh = getattr(current_app.extensions["jobgate"], "refresh_settings", None)
+    if refresh is not None:
+        refresh()
+
+
 def _not_a_login() -> bool:
     return request.path.rstrip("/").rsplit("/", 1)[-1] not in ("login", "refresh")
 
@@ -82,6 +96,7 @@ def _report_default_limit(response: Response) -> Response:
         or g.get("principal") is None
         or not limiter.enabled
         or not current_app.config.get("RATELIMIT_ENABLED", True)
+        or not _settings().rate_limit_enabled
     ):
         return response
     try:
@@ -161,5 +176,7 @@ def init_rate_limits(app: Flask) -> None:
     # Registered before the limiter's own after_request, so it runs after it (Flask runs
     # after_request functions in reverse order) and sees the headers it wrote.
     app.after_request(_report_default_limit)
+    app.before_request(_refresh_settings)
     limiter.init_app(app)
-    _sweep_memory_storage(limiter.storage)
+    if settings.rate_limit_enabled:  # a disabled limiter has no storage (asking asserts)
+        _sweep_memory_storage(limiter.storage)

@@ -7,7 +7,7 @@ import logging
 
 from flask import current_app
 
-from jobgate import outbox
+from jobgate import outbox, runtime_config
 from jobgate.authn import Authenticator
 from jobgate.broker import CONTROL_EXCHANGE, RPC_CONTAINERS_QUEUE, Publisher
 from jobgate.config import Settings
@@ -29,6 +29,8 @@ class Services:
     storage: DirectoryStorage
     containers: RpcClient  # the container workers, which alone hold the engine's socket
     relay: outbox.BackgroundRelay  # publishes what requests committed, off the request path
+    # The settings a reload changes without a restart (POST /api/config/reload).
+    runtime: runtime_config.RuntimeSettings | None = None
 
     @classmethod
     def create(cls, settings: Settings) -> Services:
@@ -41,6 +43,7 @@ class Services:
             db=database,
             publisher=publisher,
             relay=outbox.BackgroundRelay(database, publisher),
+            runtime=runtime_config.RuntimeSettings(settings, database),
             authenticator=Authenticator(settings),
             storage=DirectoryStorage(settings.storage_dir),
             containers=RpcClient(
@@ -49,6 +52,22 @@ class Services:
                 timeout_s=settings.container_rpc_timeout_s,
             ),
         )
+
+    def refresh_settings(self, *, force: bool = False) -> bool:
+        """Before each request: take a reload's values (the row is read at most once a
+        second). Only the reloadable keys are replaced, on top of `settings` as it is."""
+        runtime = self.runtime
+        if runtime is None:
+            return False
+        if not force and not runtime.due():
+            return False
+        if not runtime.refresh(force=force):
+            return False
+        current = runtime.current()
+        self.settings = self.settings.replace(
+            **{key: getattr(current, key) for key in runtime_config.RELOADABLE}
+        )
+        return True
 
     def publish_after_commit(self, outbox_ids: list[int]) -> None:
         """Have what the committed transaction queued published now, by the process's relay

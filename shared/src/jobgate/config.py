@@ -7,12 +7,15 @@ Every variable has a documented default (README "Configuration") that works for
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from jobgate import kinds
+
+CONFIG_FILE_VAR = "JOBGATE_CONFIG_FILE"  # optional JSON (or .toml) file of settings
 
 
 def _split(value: str, sep: str = ",") -> tuple[str, ...]:
@@ -95,6 +98,11 @@ class CoreSettings:
     # https for amqps). The vhost is always AMQP_URL's: the one the services use.
     rabbitmq_management_url: str = ""
 
+    # The edge's reverse proxy (seed 003's /api/proxy): networks an upstream's servers may be
+    # in (CIDR). Loopback by default: a container published on 127.0.0.1. Ports of the
+    # services Jobgate itself uses are refused whatever the network (jobgate.proxy.policy).
+    proxy_allowed_upstreams: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+
     # analytics: housekeeping folds the job-change deltas into the rollups (jobgate.analytics)
     analytics_compact_batch: int = 10000  # deltas folded per transaction
     analytics_compact_max_batches: int = 100  # transactions per round at most (0 = no folding)
@@ -107,29 +115,15 @@ class CoreSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Build settings from environment variables named like the fields, upper-cased."""
+        """Build settings from environment variables named like the fields, upper-cased,
+        over JOBGATE_CONFIG_FILE's values when that names a file (environment > file >
+        default); a bad file is a ConfigFileError (the process does not start)."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        for field in dataclasses.fields(cls):
-            names = [
-                *ENV_NAMES.get(field.name, (field.name.upper(),)),
-                *ENV_ALIASES.get(field.name, ()),
-            ]
-            name = next((n for n in names if n in env and env[n] != ""), None)
-            if name is None:
-                continue
-            raw = ENV_ALIAS_FORMATS.get(name, "{}").format(env[name])
-            default = field.default
-            if isinstance(default, bool):
-                values[field.name] = _bool(raw)
-            elif isinstance(default, int):
-                values[field.name] = int(raw)
-            elif isinstance(default, float):
-                values[field.name] = float(raw)
-            elif isinstance(default, tuple):
-                values[field.name] = _split(raw, ";" if ";" in raw else ",")
-            else:
-                values[field.name] = raw
+        path = env.get(CONFIG_FILE_VAR, "")
+        if path:
+            values.update(load_config_file(path, cls))
+        values.update(env_values(env, cls))
         values.update(overrides)
         return cls(**values)
 
@@ -197,3 +191,150 @@ ENV_ALIASES: dict[str, tuple[str, ...]] = {
 
 # Seed variables whose value is written differently from ours.
 ENV_ALIAS_FORMATS: dict[str, str] = {"RATE_LIMIT_REQUESTS_PER_MINUTE": "{}/minute"}
+
+
+# --- the optional settings file (JOBGATE_CONFIG_FILE) -------------------------------------------
+
+
+class ConfigFileError(ValueError):
+    """A settings file that cannot be used: every problem, as {"path", "message"} items."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        first = errors[0]
+        message = f"{first['path']}: {first['message']}" if first["path"] else first["message"]
+        if len(errors) > 1:
+            message += f" (and {len(errors) - 1} more)"
+        super().__init__(message)
+        self.errors = errors
+
+
+def _env_names(field_name: str) -> tuple[str, ...]:
+    return (
+        *ENV_NAMES.get(field_name, (field_name.upper(),)),
+        *ENV_ALIASES.get(field_name, ()),
+    )
+
+
+def _coerce(field: dataclasses.Field, raw: str) -> Any:
+    """An environment string as the field's type (ValueError when it is not one)."""
+    default = field.default
+    if isinstance(default, bool):
+        return _bool(raw)
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    if isinstance(default, tuple):
+        return _split(raw, ";" if ";" in raw else ",")
+    return raw
+
+
+def env_values(environ: Mapping[str, str], cls: type | None = None) -> dict[str, Any]:
+    """The settings the environment sets (non-empty variables only), typed."""
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(cls or Settings):
+        name = next((n for n in _env_names(field.name) if environ.get(n, "") != ""), None)
+        if name is not None:
+            raw = ENV_ALIAS_FORMATS.get(name, "{}").format(environ[name])
+            values[field.name] = _coerce(field, raw)
+    return values
+
+
+def field_name(key: str, cls: type | None = None) -> str | None:
+    """The field a settings-file key means: the field's name or one of its variables."""
+    fields = {f.name for f in dataclasses.fields(cls or Settings)}
+    if key in fields:
+        return key
+    for name in fields:
+        if key in _env_names(name):
+            return name
+    return None
+
+
+def parse_document(doc: Any, cls: type | None = None) -> dict[str, Any]:
+    """A settings document (a file's, or a proposed one) as typed field values. Keys are
+    field names or variable names; values are JSON/TOML values of the field's type, or
+    strings written as in the environment. ConfigFileError lists every problem."""
+    values, errors = parse_document_partly(doc, cls)
+    if errors:
+        raise ConfigFileError(errors)
+    return values
+
+
+def parse_document_partly(
+    doc: Any, cls: type | None = None
+) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """`parse_document`'s values that could be read, and the problems of the others."""
+    cls = cls or Settings
+    if not isinstance(doc, Mapping):
+        return {}, [{"path": "", "message": "must be an object of settings"}]
+    by_name = {f.name: f for f in dataclasses.fields(cls)}
+    errors: list[dict[str, str]] = []
+    values: dict[str, Any] = {}
+    for key, value in doc.items():
+        name = field_name(str(key), cls)
+        if name is None:
+            errors.append({"path": str(key), "message": "unknown setting"})
+            continue
+        if name in values:
+            errors.append({"path": str(key), "message": f"'{name}' is given twice"})
+            continue
+        try:
+            values[name] = _typed(by_name[name], value, str(key))
+        except ValueError as exc:
+            errors.append({"path": str(key), "message": str(exc)})
+    return values, errors
+
+
+_BOOL_WORDS = frozenset({"1", "0", "true", "false", "yes", "no", "on", "off"})
+
+
+def _typed(field: dataclasses.Field, value: Any, key: str) -> Any:
+    default = field.default
+    kind = type(default).__name__
+    if isinstance(value, str):
+        raw = ENV_ALIAS_FORMATS.get(key, "{}").format(value)
+        if isinstance(default, bool) and raw.strip().lower() not in _BOOL_WORDS:
+            raise ValueError(f"not a boolean: {value!r}")
+        try:
+            return _coerce(field, raw)
+        except ValueError:
+            raise ValueError(f"not a valid {kind}: {value!r}") from None
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+    elif isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(default, float):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif isinstance(default, tuple):
+        if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+            return tuple(v.strip() for v in value if v.strip())
+        kind = "list of strings"
+    raise ValueError(f"must be a {kind}, not {type(value).__name__}")
+
+
+def read_config_file(path: str) -> Any:
+    """The file's document: TOML when it ends in .toml, else JSON."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise ConfigFileError(
+            [{"path": "", "message": f"cannot read {path}: {exc.strerror or exc}"}]
+        ) from None
+    try:
+        if path.endswith(".toml"):
+            import tomllib
+
+            return tomllib.loads(data.decode("utf-8"))
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigFileError([{"path": "", "message": f"{path} is not valid: {exc}"}]) from None
+
+
+def load_config_file(path: str, cls: type | None = None) -> dict[str, Any]:
+    """The typed settings of the file at `path` (ConfigFileError on any problem)."""
+    return parse_document(read_config_file(path), cls)

@@ -8,8 +8,9 @@ from typing import Any
 ROLES = ("admin", "user")
 # jobs:read / jobs:write gate the job APIs; containers gates container runs (DESIGN.md);
 # workers:write registers external workers (seed 004's heartbeat); admin lets an admin's API
-# key act as admin (a JWT of an admin always does).
-KNOWN_SCOPES = ("jobs:read", "jobs:write", "containers", "workers:write", "admin")
+# key act as admin (a JWT of an admin always does); proxy manages the edge's published
+# upstreams and routes (seed 003's reverse-proxy API).
+KNOWN_SCOPES = ("jobs:read", "jobs:write", "containers", "workers:write", "proxy", "admin")
 DEFAULT_USER_SCOPES = ("jobs:read", "jobs:write")
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from marshmallow import ValidationError
 
-from jobgate import db, outbox
+from jobgate import db, outbox, runtime_config
 from jobgate.broker import Publisher
 from jobgate.config import Settings
 from jobgate.jobs import Job, attempts
@@ -132,6 +132,8 @@ class AttemptRunner:
         self.handler: Handler = spec.handler
         self.db = database
         self.settings = settings
+        # Jobs claimed after a reload see its values (allow-lists: POST /api/config/reload).
+        self.runtime = runtime_config.RuntimeSettings(settings, database)
         self.worker_id = worker_id
         self.events = events
         self.publisher = publisher
@@ -207,7 +209,7 @@ class AttemptRunner:
             job=job,
             worker_id=self.worker_id,
             database=self.db,
-            settings=self.settings,
+            settings=self.runtime.current(),
             events=self.events,
             cancel_event=attempt.cancel,
             stop_event=attempt.stop,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
@@ -69,11 +70,19 @@ def kind_request_schemas(
     return schemas
 
 
+# A cursor is base64url of ~100 bytes. The bound keeps any URL carrying one far below
+# gunicorn's request-line limit (4094), whose 414 is an HTML page, not our JSON error.
+CURSOR_MAX = 256
+CURSOR_PATTERN = re.compile(r"^[A-Za-z0-9_-]*$")
+
+
 class CursorField(fields.String):
     """`jobs.encode_cursor`'s opaque text, loaded as a `jobs.Cursor`."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Cursor:
         text = super()._deserialize(value, attr, data, **kwargs)
+        if len(text) > CURSOR_MAX or not CURSOR_PATTERN.match(text):
+            raise ValidationError("Not a cursor this API gave (X-Next-Cursor).")
         try:
             return decode_cursor(text)
         except ValueError:
@@ -88,12 +97,13 @@ class JobListQuerySchema(Schema):
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 500))
     offset = fields.Integer(load_default=0, validate=validate.Range(0, 2**31 - 1))
     cursor = CursorField(
-        validate=validate.Length(max=1000),
         metadata={
+            "maxLength": CURSOR_MAX,
+            "pattern": CURSOR_PATTERN.pattern,
             "description": "keyset paging: the `X-Next-Cursor` (or `Link: rel=next`) of the "
             "previous page; the next page starts after its last job, whatever was inserted "
             "since, and costs the same at any depth. Keeps the sort and order it was made "
-            "with; not with `offset`"
+            "with; not with `offset`",
         },
     )
     sort = fields.String(load_default="created_at", validate=validate.OneOf(SORTABLE))

@@ -29,6 +29,7 @@ import docker.errors
 from docker.models.containers import Container
 from marshmallow import ValidationError
 
+from jobgate import runtime_config
 from jobgate.config import Settings
 from jobgate.errors import Conflict, Forbidden, InvalidRequest, NotFound, ServiceUnavailable
 from jobgate.kinds.container import ContainerCreate, image_allowed, parse_cpus, parse_memory
@@ -86,6 +87,7 @@ class ContainersApi:
 
     def __init__(self, settings: Settings, docker: docker.DockerClient, instance: str) -> None:
         self.settings = settings
+        self.runtime = runtime_config.RuntimeSettings(settings)  # the reloadable allow-list
         self.docker = docker
         self.managed = {**MANAGED, "jobgate.instance": instance}
         self._cpu_seen: dict[str, tuple[float, int]] = {}  # id -> (when, total_usage ns)
@@ -164,7 +166,8 @@ class ContainersApi:
             body = ContainerCreate().load(params["body"])
         except ValidationError as exc:  # the gateway checked it already; a client of its own
             raise InvalidRequest("Invalid container", details=exc.normalized_messages()) from None
-        if not image_allowed(body["image"], self.settings.container_image_allowlist):
+        allowlist = self.runtime.current().container_image_allowlist
+        if not image_allowed(body["image"], allowlist):
             raise Forbidden(f"image '{body['image']}' is not allowed here")
         self._image_present(body["image"])
         name = body["name"]

@@ -1,0 +1,109 @@
+"""The edge agent's apply step (jobgate_edge.apply) with the real nginx binary: a
+configuration that fails `nginx -t` never reaches the live file, and one that passes `-t` but
+is refused by the master at SIGHUP (a changed limit_req_zone key, design §4.3) is detected by
+the generation probe and the last good file is put back."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from jobgate_edge.apply import Applier
+from jobgate_edge.nginx import Nginx
+
+NGINX = os.environ.get("EDGE_NGINX") or shutil.which("nginx") or "/usr/sbin/nginx"
+pytestmark = pytest.mark.skipif(not os.access(NGINX, os.X_OK), reason="nginx not installed")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def conf(
+    state: Path, port: int, generation: str, *, body: str, key: str = "$binary_remote_addr"
+) -> str:
+    return f"""
+worker_processes 1;
+pid {state}/nginx.pid;
+error_log stderr warn;
+events {{ worker_connections 64; }}
+http {{
+    client_body_temp_path {state}/tmp/client_body;
+    proxy_temp_path {state}/tmp/proxy;
+    fastcgi_temp_path {state}/tmp/fastcgi;
+    uwsgi_temp_path {state}/tmp/uwsgi;
+    scgi_temp_path {state}/tmp/scgi;
+    access_log off;
+    limit_req_zone {key} zone=jobgate_rl_test:1m rate=100r/s;
+    server {{
+        listen unix:{state}/edge-status.sock;
+        location = /version {{ return 200 "{generation}"; }}
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ limit_req zone=jobgate_rl_test burst=10; return 200 "{body}"; }}
+    }}
+}}
+"""
+
+
+@pytest.fixture
+def state() -> Iterator[Path]:
+    # Short: a unix socket path holds at most 107 bytes.
+    path = Path(tempfile.mkdtemp(prefix="jge-", dir="/tmp"))
+    (path / "tmp").mkdir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def nginx(state) -> Iterator[Nginx]:
+    n = Nginx(NGINX, state)
+    yield n
+    if n.signal(signal.SIGTERM):
+        n.proc.wait(10)
+
+
+def test_apply_keeps_the_old_configuration(state, nginx):
+    port = free_port()
+    applier = Applier(nginx, probe_timeout_s=2.0)
+    one = conf(state, port, "g1", body="one")
+    assert applier.install_initial(one, "g1").ok
+    nginx.start()
+    assert nginx.wait_generation("g1", 10)
+    assert requests.get(f"http://127.0.0.1:{port}/", timeout=5).text == "one"
+
+    # nginx -t fails: nothing changes, nginx's message is the error.
+    broken = one.replace('return 200 "one";', "return 200 one two three;")
+    outcome = applier.apply(broken, "g2")
+    assert not outcome.ok and "nginx" in outcome.error and "invalid" in outcome.error.lower()
+    assert nginx.conf.read_text() == one
+    assert nginx.version() == "g1"
+    assert requests.get(f"http://127.0.0.1:{port}/", timeout=5).text == "one"
+
+    # A good change is live once the call returns.
+    two = conf(state, port, "g3", body="two")
+    outcome = applier.apply(two, "g3")
+    assert outcome.ok, outcome.error
+    assert nginx.version() == "g3"
+    assert requests.get(f"http://127.0.0.1:{port}/", timeout=5).text == "two"
+
+    # Passes -t, refused at HUP: the probe times out, the last good file comes back.
+    refused = conf(state, port, "g4", body="three", key="$remote_addr")
+    assert nginx.test(nginx.conf) is None
+    outcome = applier.apply(refused, "g4")
+    assert not outcome.ok and "g4" in outcome.error
+    assert nginx.conf.read_text() == two
+    assert nginx.version() == "g3"
+    assert requests.get(f"http://127.0.0.1:{port}/", timeout=5).text == "two"
+    assert applier.good == (two, "g3")
