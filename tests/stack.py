@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -146,42 +147,50 @@ class Stack:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        if self.edge_dir is not None:
+            shutil.rmtree(self.edge_dir, ignore_errors=True)
+            self.edge_dir = None
 
-    # The edge (nginx, scripts/edge.sh's configuration) in front of gateway and stats-service.
+    # The edge (`jobgate-edge`: nginx as its child, configured from the run's database) in
+    # front of gateway and stats-service.
     edge_port: int = 0
+    edge_dir: Path | None = None
 
     @property
     def edge_url(self) -> str:
         return f"http://127.0.0.1:{self.edge_port}"
 
     def start_edge(self, name: str = "edge", **env: str) -> subprocess.Popen:
-        """nginx in the foreground on its own port (the same port when started again),
-        routing to this stack's gateway and stats-service ports; its configuration, pid file
-        and temporary paths under the work dir."""
+        """The edge agent on its own port (the same port when started again), routing to
+        this stack's gateway and stats-service ports and publishing the run's proxy set.
+        Its state (configuration, pid file, temporary paths, access log, status socket) is
+        kept in a short directory of its own: a unix socket's path is limited to 107 bytes."""
         self.edge_port = self.edge_port or free_port()
-        conf = self.workdir / "edge" / "nginx.conf"
-        render_env = {
-            **self.env,
-            "EDGE_BIND": f"127.0.0.1:{self.edge_port}",
-            "GATEWAY_UPSTREAM": f"127.0.0.1:{self.gateway_port}",
-            "STATS_UPSTREAM": f"127.0.0.1:{self.stats_port}",
-            **env,
-        }
-        subprocess.run(
-            [str(EDGE_SCRIPT), "render", str(conf)], env=render_env, check=True, capture_output=True
-        )
-        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        if self.edge_dir is None:
+            self.edge_dir = Path(tempfile.mkdtemp(prefix="jge-", dir="/tmp"))
         proc = self._spawn(
             name,
-            [nginx, "-e", "stderr", "-p", f"{conf.parent}/", "-c", str(conf), "-g", "daemon off;"],
+            [str(VENV_BIN / "jobgate-edge")],
+            EDGE_BIND=f"127.0.0.1:{self.edge_port}",
+            GATEWAY_UPSTREAM=f"127.0.0.1:{self.gateway_port}",
+            STATS_UPSTREAM=f"127.0.0.1:{self.stats_port}",
+            EDGE_STATE_DIR=str(self.edge_dir),
+            EDGE_ID=f"stack-edge-{self.edge_port}",  # its own access-log position
+            EDGE_SCRIPT=str(EDGE_SCRIPT),
+            EDGE_POLL_SECONDS="1",
+            PROXY_STATS_FLUSH_SECONDS="0.2",
+            **env,
         )
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError(f"{name} exited: {self.log(name)[-2000:]}")
+            # An HTTP answer, not an accepted connection: the agent's `nginx -t` before the
+            # master starts binds and listens on the port too, for a few milliseconds, and
+            # never answers (a connection it took is reset as it exits).
             try:
-                socket.create_connection(("127.0.0.1", self.edge_port), timeout=1).close()
+                requests.get(f"{self.edge_url}/api/v1/health", timeout=1)
                 return proc
-            except OSError:
+            except requests.RequestException:
                 time.sleep(0.05)
-        raise RuntimeError(f"{name} did not listen on {self.edge_port}: {self.log(name)[-2000:]}")
+        raise RuntimeError(f"{name} did not answer on {self.edge_port}: {self.log(name)[-2000:]}")
