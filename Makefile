@@ -12,7 +12,7 @@ PACKAGES := -e 'shared[web,media]' -e auth-service -e gateway -e worker-service 
 # pytest plugin, which pytest loads whenever cloudcoil is installed, imports it.
 TOOLS := honcho pytest pytest-timeout ruff schemathesis pexpect playwright kubernetes-validate \
 	check-jsonschema cloudcoil-models-keda filelock
-BENCH_TOOLS := celery sqlalchemy py-spy  # the Celery comparisons and the profiler; not needed to run Jobgate
+BENCH_TOOLS := celery sqlalchemy py-spy psutil  # the Celery comparisons, the profiler, process CPU; not needed to run Jobgate
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -72,7 +72,7 @@ images: engine ## build every service image with Podman from the Dockerfiles (of
 smoke-images: images services migrate ## run the built images against the host's PostgreSQL and RabbitMQ and complete a cache job
 	scripts/images.sh smoke
 
-bench: venv services migrate engine ## benchmarks (not tests): print tables, write JSON to bench/results/
+bench: venv services migrate engine edge ## benchmarks (not tests): print tables, write JSON to bench/results/
 	$(BIN)/pip install -q -c constraints.txt $(BENCH_TOOLS) 2>&1 | grep -v "is ignored" || true
 	$(BIN)/python bench/cache_bench.py
 	$(BIN)/python bench/convert_bench.py
@@ -84,5 +84,6 @@ bench: venv services migrate engine ## benchmarks (not tests): print tables, wri
 	$(BIN)/python bench/analytics_bench.py
 	$(BIN)/python bench/scale_bench.py
 	$(BIN)/python bench/streams_bench.py
+	$(BIN)/python bench/proxy_bench.py
 
 .PHONY: help venv services engine edge js browser kubectl images smoke-images migrate run test lint fmt bench

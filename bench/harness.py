@@ -10,7 +10,8 @@ rest, the same way for every kind:
     Ctrl-C, SIGTERM and SIGHUP; exit 0 when targets are missed, 1 on errors, 130 when
     interrupted;
   * `Bench`: one run's temp dir, timestamp, `start_stack` (database, vhost, gunicorn
-    auth-service and gateway and one `jobgate-worker KIND`, via tests/stack.py),
+    auth-service and gateway and one `jobgate-worker KIND` (none for KIND None), via
+    tests/stack.py),
     `print_report` and `write_report` (JSON to bench/results/);
   * `Api`: a loopback HTTP session with the demo API key or an admin JWT, that submits a
     job, polls its status adaptively until `completed` and splits the time with the job's
@@ -235,10 +236,11 @@ class Bench:
         self.tmp = tmp
 
     def start_stack(
-        self, kind: str, env: dict[str, str], overrides: dict[str, str] | None = None
+        self, kind: str | None, env: dict[str, str], overrides: dict[str, str] | None = None
     ) -> Stack:
         """A throwaway database and vhost, then gunicorn auth-service and gateway and one
-        `jobgate-worker KIND`, as the end-to-end tests start them. Every process gets `env`
+        `jobgate-worker KIND` (no worker when `kind` is None: a scenario that runs no job),
+        as the end-to-end tests start them. Every process gets `env`
         and `overrides` (recorded in the JSON, with the lifted rate limits); the rest of the
         environment passes through, so settings behave as with `make run`. The admin
         (`ADMIN`, `admin_password`) and the demo key (`API_KEY`) are bootstrapped."""
@@ -266,7 +268,8 @@ class Bench:
         self.stack_t0 = time.perf_counter()
         stack.start_auth()
         stack.start_gateway()
-        stack.start_worker(kind)
+        if kind is not None:
+            stack.start_worker(kind)
         return stack
 
     def print_report(self, conditions: str, sections: Iterable[str], legend: str) -> None:
