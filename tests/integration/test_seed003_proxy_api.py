@@ -121,6 +121,8 @@ def test_put_config_replaces_the_whole_set_and_a_get_can_be_put_back(client, pub
         {"name": "x", "servers": [{"address": "127.0.0.1:1", "fail_timeout": "500ms"}]},
         {"name": "x", "strategy": "random", "servers": [{"address": "127.0.0.1:1"}]},
         {"name": "x", "servers": []},
+        {"name": "x\n", "servers": [{"address": "127.0.0.1:1"}]},  # `$` matched before it
+        {"name": "x", "servers": [{"address": "\u00e4" * 100 + ":80"}]},  # IDNA refuses
     ],
 )
 def test_bad_upstreams_get_a_400_json_error(client, body):

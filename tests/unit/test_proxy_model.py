@@ -567,3 +567,25 @@ def test_any_value_in_any_field_is_a_client_error():
             for junk in JUNK:
                 with contextlib.suppress(InvalidRequest, Conflict):
                     validate(_replaced(doc, path, junk))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda u, r: u.update(name="api-servers\n"),
+        lambda u, r: u["health_check"].update(path="/health\n"),
+        lambda u, r: r.update(id="route_123\n"),
+        lambda u, r: r.update(path="/apps/*\n"),
+        lambda u, r: r.update(headers={"Content-Length\n": "0"}),
+        lambda u, r: r.update(timeout="30s\n"),
+    ],
+    ids=["upstream name", "health path", "route id", "route path", "header name", "duration"],
+)
+def test_a_trailing_newline_is_refused_everywhere(change):
+    """Python's `$` matches before a final newline: every pattern must match the whole
+    value, or a newline reaches the rendered nginx file (a header name nginx then reads as
+    Content-Length, a name that makes `nginx -t` refuse every later set)."""
+    upstream, route = copy.deepcopy(SEED_UPSTREAM), copy.deepcopy(SEED_ROUTE)
+    change(upstream, route)
+    with pytest.raises(InvalidRequest):
+        validate_set({"upstreams": [upstream], "routes": [route]})

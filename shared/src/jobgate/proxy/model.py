@@ -107,7 +107,7 @@ ROUTE_DEFAULTS: Doc = {
 
 def parse_duration(text: str) -> float:
     """Seconds in "500ms", "30s", "2m" or "1h" (nginx's units, one unit per value)."""
-    match = DURATION_RE.match(text) if isinstance(text, str) else None
+    match = DURATION_RE.fullmatch(text) if isinstance(text, str) else None
     if match is None:
         raise ValueError(f"{text!r} is not a duration like '500ms', '30s', '2m' or '1h'")
     return int(match.group(1)) * UNIT_SECONDS[match.group(2)]
@@ -118,7 +118,7 @@ def _normal_duration(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         value = f"{value}s"  # then checked as written: at most 9 digits
     parse_duration(value)
-    match = DURATION_RE.match(value)
+    match = DURATION_RE.fullmatch(value)
     assert match is not None
     return f"{int(match.group(1))}{match.group(2)}"
 
@@ -210,7 +210,7 @@ def normal_address(value: Any, *, resolve: Callable[[str, int], None] | None = N
         except ValueError:
             raise ValueError(f"{host!r} is not an IPv4 address") from None
     host = host.lower()
-    if len(host) > 253 or not all(HOST_LABEL_RE.match(label) for label in host.split(".")):
+    if len(host) > 253 or not all(HOST_LABEL_RE.fullmatch(label) for label in host.split(".")):
         raise ValueError(f"{host!r} is not a host name")
     (resolve or _resolve)(host, port)
     return f"{host}:{port}"
@@ -231,7 +231,7 @@ def _resolve(host: str, port: int) -> None:
 def _check_upstream(check: _Checker, doc: Any, at: str) -> Doc:
     doc = check.fields(doc, at, ("name", "strategy", "health_check", "servers"))
     name = doc.get("name")
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         check.fail(_join(at, "name"), "must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
     return {
         "name": name,
@@ -249,7 +249,7 @@ def _check_health(check: _Checker, doc: Any, at: str) -> Doc:
     doc = {**HEALTH_DEFAULTS, **check.fields(doc, at, tuple(HEALTH_DEFAULTS))}
     if not isinstance(doc["enabled"], bool):
         check.fail(_join(at, "enabled"), "must be true or false")
-    if not isinstance(doc["path"], str) or not HEALTH_PATH_RE.match(doc["path"]):
+    if not isinstance(doc["path"], str) or not HEALTH_PATH_RE.fullmatch(doc["path"]):
         check.fail(_join(at, "path"), "must start with '/' (no spaces, at most 1024 characters)")
     interval = check.duration(doc["interval"], _join(at, "interval"), 1, 3600)
     timeout = check.duration(doc["timeout"], _join(at, "timeout"), 0.001, 60)
@@ -321,7 +321,7 @@ def _check_route(check: _Checker, doc: Any, at: str) -> tuple[Doc, Conflict | No
     route_id = doc.get("id")
     if route_id is None:
         route_id = new_route_id()
-    elif not isinstance(route_id, str) or not ROUTE_ID_RE.match(route_id):
+    elif not isinstance(route_id, str) or not ROUTE_ID_RE.fullmatch(route_id):
         check.fail(_join(at, "id"), "must match ^[A-Za-z0-9_-]{1,64}$")
     path = doc.get("path")
     conflict = None
@@ -334,7 +334,7 @@ def _check_route(check: _Checker, doc: Any, at: str) -> tuple[Doc, Conflict | No
             )
     method = doc["method"].upper() if isinstance(doc["method"], str) else doc["method"]
     upstream = doc.get("upstream")
-    if not isinstance(upstream, str) or not NAME_RE.match(upstream):
+    if not isinstance(upstream, str) or not NAME_RE.fullmatch(upstream):
         check.fail(_join(at, "upstream"), "must name an upstream")
     route = {
         "id": route_id,
@@ -350,7 +350,7 @@ def _check_route(check: _Checker, doc: Any, at: str) -> tuple[Doc, Conflict | No
 
 
 def _check_path(check: _Checker, path: Any, at: str) -> bool:
-    if not isinstance(path, str) or not PATH_RE.match(path):
+    if not isinstance(path, str) or not PATH_RE.fullmatch(path):
         check.fail(
             at,
             "must start with '/', use only A-Z a-z 0-9 _ . ~ / @ : + , = ! - and may end with '*'",
@@ -383,7 +383,7 @@ def _check_headers(check: _Checker, value: Any, at: str) -> dict[str, str]:
     for name, text in value.items():
         where = _join(at, str(name))
         lower = str(name).lower()
-        if not HEADER_NAME_RE.match(str(name)):
+        if not HEADER_NAME_RE.fullmatch(str(name)):
             check.fail(where, "header names use A-Z a-z 0-9 and '-' (at most 64)")
         elif lower in FORBIDDEN_HEADERS or lower.startswith("x-jobgate-"):
             check.fail(where, "this header is managed by the edge")
@@ -416,7 +416,7 @@ def _check_header_value(check: _Checker, text: Any, at: str) -> None:
 def _allowed_variable(name: str) -> bool:
     if name in FORBIDDEN_VARIABLES:
         return False
-    return name in HEADER_VARIABLES or bool(HTTP_VARIABLE_RE.match(name))
+    return name in HEADER_VARIABLES or bool(HTTP_VARIABLE_RE.fullmatch(name))
 
 
 # --- public -----------------------------------------------------------------------------------
@@ -495,7 +495,7 @@ def _check_references(check: _Checker, upstreams: list[Doc], routes: list[Doc]) 
     by_lower = {name.lower(): name for name in names}
     for i, route in enumerate(routes):
         target = route["upstream"]
-        if isinstance(target, str) and NAME_RE.match(target) and target not in names:
+        if isinstance(target, str) and NAME_RE.fullmatch(target) and target not in names:
             hint = by_lower.get(target.lower())
             extra = f" (names are case-sensitive: did you mean {hint!r}?)" if hint else ""
             check.fail(f"routes[{i}].upstream", f"unknown upstream {target!r}{extra}")

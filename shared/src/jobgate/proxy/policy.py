@@ -85,6 +85,6 @@ def _addresses(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.I
         pass
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError:
+    except (OSError, UnicodeError):  # IDNA refuses an over-long label before any lookup
         return []  # validation refuses a name that does not resolve
     return [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
