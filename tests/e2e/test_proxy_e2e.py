@@ -87,7 +87,7 @@ def test_a_published_service_with_weights_auth_and_stats(edge, backends):
         "servers": [{"address": a.address, "weight": 1}, {"address": b.address, "weight": 2}],
     }
     routes = [
-        {"id": "open", "path": "/apps/*", "upstream": "apps"},
+        {"id": "0", "path": "/apps/*", "upstream": "apps"},  # nginx's `if=` skips "0"
         {"id": "private", "path": "/private/*", "upstream": "apps", "middleware": ["auth"]},
     ]
     answer = put_set(edge, [upstream], routes)

@@ -146,6 +146,7 @@ def test_route_location_repeats_the_base_sets():
     )
     body = location(rendered.server, 'location ^~ "/app/"')
     assert 'set $jobgate_route "r1";' in body and 'set $jobgate_upstream "web";' in body
+    assert "set $jobgate_routed 1;" in body  # the log's condition: "0" is a route id too
     assert "proxy_pass http://jobgate_u_web;" in body
     for name, value in BASE_HEADERS:
         assert f"proxy_set_header {name} {value};" in body
@@ -157,7 +158,7 @@ def test_route_location_repeats_the_base_sets():
     assert "proxy_next_upstream_tries 4;" in body
     assert "auth_request" not in body and "limit_req" not in body
     assert (
-        f"access_log /tmp/edge-state/{ACCESS_LOG} jobgate_proxy if=$jobgate_route;"
+        f"access_log /tmp/edge-state/{ACCESS_LOG} jobgate_proxy if=$jobgate_routed;"
         in rendered.server
     )
     assert "uninitialized_variable_warn off;" in rendered.server

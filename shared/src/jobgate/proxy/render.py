@@ -10,9 +10,10 @@ nginx 1.22 behaviours this text is shaped by (verified on Debian's 1.22.1, see
   sets one loses the server's whole set, so each route repeats the template's base set.
 - A server-level `set` reruns on every internal redirect: route variables are only `set`
   in route locations, and `uninitialized_variable_warn off` keeps other requests quiet.
-- The proxy access log is a server-level `access_log ... if=$jobgate_route`, not one in
+- The proxy access log is a server-level `access_log ... if=$jobgate_routed`, not one in
   each route location: nginx logs with the final location's configuration, so a route's
-  request answered by an error page (502, 429, 401) would otherwise escape the stats.
+  request answered by an error page (502, 429, 401) would otherwise escape the stats. The
+  condition is a flag of its own: `if=` skips "0", which is a valid route id.
 - `limit_req_zone` cannot change its key on reload (the HUP is refused while `nginx -t`
   passes), so the zone name carries a hash of key, size and rate.
 - An auth subrequest may only answer 2xx/401/403: the gateway signals "auth-service down"
@@ -240,7 +241,7 @@ def _server_part(routes: list[dict], settings: RenderSettings) -> list[str]:
         return ["# Jobgate proxy: no routes"]
     lines = [
         "uninitialized_variable_warn off;",
-        f"access_log {_state_path(settings, ACCESS_LOG)} {LOG_FORMAT} if=$jobgate_route;",
+        f"access_log {_state_path(settings, ACCESS_LOG)} {LOG_FORMAT} if=$jobgate_routed;",
     ]
     for path in sorted({r["path"] for r in routes}):
         lines += _path_locations(path, [r for r in routes if r["path"] == path], settings)
@@ -300,6 +301,7 @@ def _route_body(route: dict, settings: RenderSettings, *, dispatched: bool) -> l
     # After a dispatch rewrite $uri is ours: send the client's own URI (query included).
     target = f"{upstream}$request_uri" if dispatched else upstream
     lines = [
+        "set $jobgate_routed 1;",
         f'set $jobgate_route "{route["id"]}";',
         f'set $jobgate_upstream "{route["upstream"]}";',
     ]
