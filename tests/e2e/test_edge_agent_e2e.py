@@ -89,12 +89,16 @@ class Edge:
         self.log = log
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> None:
+    def start(self, *, applied: bool = True) -> None:
+        """Start the agent; wait until it applied the set (`applied`) and its port listens."""
+        before = (self.row() or {}).get("applied_at")
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 [str(VENV_BIN / "jobgate-edge")], env=self.env, stdout=out, stderr=subprocess.STDOUT
             )
-        before = (self.row() or {}).get("applied_at")
+        if not applied:
+            self.wait(lambda: _listens(self.port), "the edge's port", 20)
+            return
 
         def applied() -> bool:
             row = self.row()
@@ -270,6 +274,67 @@ def test_a_set_nginx_refuses_leaves_the_live_one_and_records_the_error(edge, bac
     edge.put_set(one_set("e2e-bad", [b.address]))
     assert edge.row()["error"] is None
     assert requests.get(f"{edge.url}/app/x", timeout=5).text == "B"
+
+
+def refusing_nginx(tmp_path: Path, upstream: str) -> tuple[Path, Path]:
+    """An nginx whose `-t` refuses any configuration publishing `upstream` while a flag
+    file exists, as nginx does while a server's name does not resolve; the flag's removal
+    is the name resolving again. Returns (the wrapper, the flag)."""
+    flag = tmp_path / "refuse"
+    wrapper = tmp_path / "nginx"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        "for conf; do :; done\n"  # the last argument: the file `-t` checks
+        f'if [ -e "{flag}" ] && [ "$1" = -t ] && grep -q "jobgate_u_{upstream}" "$conf"; then\n'
+        f'  echo "host not found in upstream {upstream} (the test)" >&2; exit 1\n'
+        "fi\n"
+        f'exec {NGINX} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    return wrapper, flag
+
+
+def test_a_refused_set_is_tried_again_until_it_applies(edge, backends, tmp_path):
+    """A refusal can pass without the set changing: the agent tries the same set again
+    after a pause, while running and when it was refused at start."""
+    a, b = backends
+    edge.put_set(one_set("e2e-retry", [a.address]))
+    edge.stop()
+    wrapper, flag = refusing_nginx(tmp_path, "e2e-later")
+    edge.env["EDGE_NGINX"] = str(wrapper)
+    edge.start()
+    assert requests.get(f"{edge.url}/app/x", timeout=5).text == "A"
+
+    from jobgate.proxy import store
+
+    def replace(doc: dict) -> int:
+        with edge.db.transaction() as conn:
+            return store.replace_set(conn, doc)[0]
+
+    def runs(version: int) -> bool:
+        return (edge.row()["applied_version"] or 0) >= version
+
+    # Refused while running: the live set serves; once nginx -t passes, the set applies.
+    flag.touch()
+    version = replace(one_set("e2e-later", [b.address]))
+    row = edge.wait(lambda: (r := edge.row()) and r["error"] and r, "the refusal recorded")
+    assert "host not found in upstream e2e-later" in row["error"] and not runs(version)
+    assert requests.get(f"{edge.url}/app/x", timeout=5).text == "A"
+    flag.unlink()
+    edge.wait(lambda: runs(version), "the refused set applied on a retry", 15)
+    assert edge.row()["error"] is None
+    assert requests.get(f"{edge.url}/app/x", timeout=5).text == "B"
+
+    # Refused at start: the edge starts on the empty set, then applies the set on a retry.
+    edge.stop()
+    flag.touch()
+    version = replace(one_set("e2e-later", [a.address]))
+    edge.start(applied=False)
+    edge.wait(lambda: (r := edge.row()) and r["error"], "the refusal at start recorded")
+    assert requests.get(f"{edge.url}/app/x", timeout=5).status_code == 502  # no route yet
+    flag.unlink()
+    edge.wait(lambda: runs(version), "the set refused at start applied on a retry", 15)
+    assert requests.get(f"{edge.url}/app/x", timeout=5).text == "A"
 
 
 def test_a_failing_server_gets_no_requests_until_it_recovers(edge, backends):

@@ -107,3 +107,21 @@ def test_apply_keeps_the_old_configuration(state, nginx):
     assert nginx.version() == "g3"
     assert requests.get(f"http://127.0.0.1:{port}/", timeout=5).text == "two"
     assert applier.good == (two, "g3")
+
+
+def test_a_failed_set_waits_longer_after_each_failure():
+    """The config loop tries a refused (version, down) again once it is due: soon after the
+    first failure, then less and less often; another key is never held back."""
+    from jobgate_edge.agent import RETRY_S, Failed
+
+    key, other = (7, frozenset()), (8, frozenset())
+    failed = Failed.after(None, key, 100.0)
+    assert failed.holds(key, 100.0 + RETRY_S[0] - 0.1)
+    assert not failed.holds(key, 100.0 + RETRY_S[0])
+    assert not failed.holds(other, 100.0)
+    pauses = []
+    for _ in range(len(RETRY_S) + 2):
+        failed = Failed.after(failed, key, 200.0)
+        pauses.append(failed.retry_at - 200.0)
+    assert pauses == sorted(pauses) and pauses[-1] == pauses[-2] == RETRY_S[-1]
+    assert Failed.after(failed, other, 300.0).retry_at == 300.0 + RETRY_S[0]

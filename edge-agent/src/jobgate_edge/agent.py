@@ -5,11 +5,15 @@ directory: the gateway and stats-service routes, JSON error pages), the proxy se
 into its two marker lines (jobgate.proxy.render), checked, and nginx starts on it. Then three
 threads: the config loop (LISTEN jobgate_proxy + a poll; debounced; one reload in flight, at
 most ~4 a second), the health checker and the access-log tailer. SIGTERM/SIGINT stop nginx
-fast, SIGQUIT gracefully; SIGHUP re-reads the set and reloads; the agent exits with nginx."""
+fast, SIGQUIT gracefully; SIGHUP re-reads the set and reloads; the agent exits with nginx.
+
+A set that fails to apply is tried again after a growing pause (RETRY_S) even when nothing
+changed: a failure can pass (a name nginx -t could not resolve, a reload not live in time)."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import select
@@ -35,6 +39,27 @@ log = logging.getLogger(__name__)
 EMPTY_SET: dict[str, Any] = {"upstreams": [], "routes": []}
 START_TIMEOUT_S = 15.0
 OUTAGE_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
+RETRY_S = (5.0, 15.0, 60.0, 300.0)  # a failed apply of the same set: tried again after these
+
+Key = tuple[int | None, frozenset]  # what is applied: the set's version and the servers down
+
+
+@dataclasses.dataclass(frozen=True)
+class Failed:
+    """The last key that failed to apply, how many times in a row, and when it is due again."""
+
+    key: Key
+    attempts: int
+    retry_at: float
+
+    @classmethod
+    def after(cls, previous: Failed | None, key: Key, now: float) -> Failed:
+        attempts = previous.attempts + 1 if previous is not None and previous.key == key else 1
+        return cls(key, attempts, now + RETRY_S[min(attempts, len(RETRY_S)) - 1])
+
+    def holds(self, key: Key, now: float) -> bool:
+        """Whether `key` is this failure and not yet due again."""
+        return key == self.key and now < self.retry_at
 
 
 def render_base(settings: EdgeSettings) -> str:
@@ -125,10 +150,14 @@ class Agent:
         os.set_blocking(self._wake_w, False)
         self._listener = db.Listener(database_url, PROXY_CHANNEL, "jobgate-edge")
         self._seq = 0
-        self._applied: tuple[int | None, frozenset] | None = None
-        self._failed: tuple[int | None, frozenset] | None = None
+        self._applied: Key | None = None
+        self._failed: Failed | None = None
         self._applied_at = 0.0
-        self._force = False
+        # SIGHUP (the main thread) counts requests up; the config loop remembers the count it
+        # acted on: a request arriving while it reads the count is never lost.
+        self._hups = 0
+        self._hups_seen = 0
+        self._notified = False  # a NOTIFY "reload" (the config loop's own thread)
         self._threads: list[threading.Thread] = []
 
     # --- rendering -------------------------------------------------------------------------
@@ -168,7 +197,7 @@ class Agent:
             outcome = self.applier.install_initial(text, generation)
         if not outcome.ok:
             log.error("set v%s refused by nginx -t at start: %s", version, outcome.error)
-            self._failed = (version, down)
+            self._failed = Failed.after(None, (version, down), time.monotonic())
             self._record(version, outcome)
             version, down = None, frozenset()
             text, generation = self.compose(None, EMPTY_SET, down)
@@ -210,9 +239,10 @@ class Agent:
         self.nginx.signal(signum)
 
     def wake(self, force: bool = False) -> None:
-        """Wake the config loop (safe in a signal handler: one flag, one pipe write)."""
+        """Wake the config loop (safe in a signal handler: one counter, one pipe write);
+        `force`: apply the set even if it did not change (SIGHUP, from the main thread)."""
         if force:
-            self._force = True
+            self._hups += 1
         with contextlib.suppress(BlockingIOError, OSError):
             os.write(self._wake_w, b"x")
 
@@ -254,7 +284,7 @@ class Agent:
             else:
                 if listener.notifies:
                     if any(n.payload == "reload" for n in listener.notifies):
-                        self._force = True
+                        self._notified = True
                     listener.notifies.clear()
                     event = True
         return event
@@ -262,7 +292,10 @@ class Agent:
     def _config_loop(self) -> None:
         outage = 0
         while not self.stop.is_set():
-            if self._wait_event(self.settings.poll_s):
+            timeout = self.settings.poll_s
+            if self._failed is not None:  # wake up when the failed set is due again
+                timeout = min(timeout, max(0.0, self._failed.retry_at - time.monotonic()))
+            if self._wait_event(timeout):
                 # Debounce: changes arriving together make one reload.
                 deadline = time.monotonic() + self.settings.debounce_s
                 while not self.stop.is_set() and time.monotonic() < deadline:
@@ -294,8 +327,11 @@ class Agent:
         self.health.set_checks(checks_from_set(proxy_set))
         down = self.health.down()
         key = (version, down)
-        force, self._force = self._force, False
-        if not force and key in (self._applied, self._failed):
+        hups = self._hups
+        force = self._notified or hups != self._hups_seen
+        self._notified, self._hups_seen = False, hups
+        now = time.monotonic()
+        if not force and (key == self._applied or (self._failed and self._failed.holds(key, now))):
             return None
         try:
             text, generation = self.compose(version, proxy_set, down)
@@ -307,6 +343,8 @@ class Agent:
         if outcome.ok:
             self._applied, self._failed = key, None
         else:
-            self._failed = key
+            self._failed = Failed.after(self._failed, key, self._applied_at)
+            pause = self._failed.retry_at - self._applied_at
+            log.warning("set v%s not applied: tried again in %.0f s", version, pause)
         self._record(version, outcome)
         return outcome
