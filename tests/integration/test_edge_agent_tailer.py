@@ -142,6 +142,25 @@ def test_rotation_drains_the_old_file(edb, tmp_path):
     assert totals(edb)[("tail", "")] == 53
 
 
+def test_a_renamed_file_ending_in_a_cut_line_does_not_stall_the_new_one(edb, tmp_path):
+    """nginx killed mid-write leaves half a line that never ends: once the renamed file
+    stops growing, the rest is skipped and the new file is read."""
+    log = tmp_path / ACCESS_LOG
+    append(log, "".join(entry(i) + "\n" for i in range(50)))
+    tailer = new_tailer(edb, tmp_path, max_bytes=1000, reopen=lambda: True)
+    assert tailer.step() == 50
+    append(tmp_path / f"{ACCESS_LOG}.1", entry(50)[:40])  # cut short
+    append(log, entry(51) + "\n")
+    counted = 0
+    deadline = time.monotonic() + 10
+    while counted < 1 and time.monotonic() < deadline:
+        counted += tailer.step()
+        time.sleep(0.1)
+    assert counted == 1 and tailer.bad_lines == 1
+    assert tailer.position == (os.stat(log).st_ino, log.stat().st_size)
+    assert totals(edb)[("tail", "")] == 51
+
+
 def test_old_buckets_are_swept(edb, tmp_path):
     log = tmp_path / ACCESS_LOG
     append(log, entry(0, ts=time.time() - 7200) + "\n" + entry(1) + "\n")

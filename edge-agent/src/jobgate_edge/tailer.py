@@ -248,6 +248,7 @@ class Tailer:
         self.position: tuple[int | None, int] = (None, 0)
         self._swept_at = 0.0
         self._rotated_at: float | None = None
+        self._rotated_size = 0  # the renamed file's size when _rotated_at was last set
         self.bad_lines = 0
 
     def run(self, stop: threading.Event) -> None:
@@ -307,13 +308,22 @@ class Tailer:
 
     def _settled(self, old: os.stat_result) -> bool:
         """The renamed file is complete once nginx has reopened (the new file exists) and a
-        moment has passed without it growing."""
-        if self._rotated_at is None:
-            self._rotated_at = time.monotonic()
+        moment has passed without it growing. What is left unread then is a line cut short
+        (nginx killed mid-write): it never ends, so it is skipped, not waited for."""
+        now = time.monotonic()
+        if self._rotated_at is None or old.st_size != self._rotated_size:
+            self._rotated_at, self._rotated_size = now, old.st_size
             return False
-        return time.monotonic() - self._rotated_at > max(1.0, 2 * self.flush_s) and (
-            self.position[1] >= old.st_size
-        )
+        if now - self._rotated_at <= max(1.0, 2 * self.flush_s):
+            return False
+        if self.position[1] < old.st_size:
+            self.bad_lines += 1
+            log.warning(
+                "%s ends in %d bytes of a line cut short: not counted",
+                self.rotated,
+                old.st_size - self.position[1],
+            )
+        return True
 
     def _rotate(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -322,8 +332,9 @@ class Tailer:
                 if _stat(self.rotated).st_ino == inode:  # type: ignore[union-attr]
                     return  # still draining the previous rotation
                 self.rotated.unlink()
+            size = self.path.stat().st_size
             os.rename(self.path, self.rotated)
-            self._rotated_at = time.monotonic()
+            self._rotated_at, self._rotated_size = time.monotonic(), size
             if self.reopen is not None and not self.reopen():
                 log.warning("could not ask nginx to reopen its logs")
             log.info("rotated %s", self.path)
