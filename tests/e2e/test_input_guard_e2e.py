@@ -42,3 +42,20 @@ def test_nul_in_a_json_body_is_a_400(stack):
         r = requests.post(stack.url + path, json=body, headers={"X-API-Key": DEMO_KEY}, timeout=10)
         assert r.status_code == 400, r.text
         assert "NUL" in r.text
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("depth", [101, 990, 100_000])
+def test_json_nested_too_deeply_is_a_400(stack, depth):
+    """Python's JSON parsers recurse: a body this deep was a RecursionError (500) on every
+    route that reads one. 100 levels pass the guard (and meet the route's own checks)."""
+    for path in ("/api/v1/jobs", "/api/v1/auth/login", "/api/proxy/config"):
+        for n, refused in ((depth, True), (100, False)):
+            r = requests.post(
+                stack.url + path,
+                data="[" * n + "]" * n,
+                headers={"X-API-Key": DEMO_KEY, "Content-Type": "application/json"},
+                timeout=10,
+            )
+            assert r.status_code in (400, 405), (path, n, r.text)
+            assert ("nested more than 100 levels" in r.text) is refused, (path, n, r.text)

@@ -279,23 +279,43 @@ def _http_exception_response(app: Flask, error: HTTPException) -> Response:
     return error_response(app, status, code_for_status(status), message, details, headers)
 
 
+# Deeper JSON is refused (400) before any view parses it: Python's parsers recurse, and a
+# body nested a few thousand levels deep would be a RecursionError (500) wherever it is read.
+MAX_JSON_DEPTH = 100
+
+
 def _with_nul(value: Any) -> str | None:
-    """The first string in a JSON value (keys included) that holds a NUL character."""
-    if isinstance(value, str):
-        return value if "\x00" in value else None
-    items = value.items() if isinstance(value, dict) else value if isinstance(value, list) else ()
-    for item in items:
-        for part in item if isinstance(value, dict) else (item,):
-            found = _with_nul(part)
-            if found is not None:
-                return found
+    """The first string in a JSON value (keys included) that holds a NUL character;
+    InvalidRequest when the value is nested deeper than MAX_JSON_DEPTH. Iterative: a
+    value as deep as the parser allows does not exhaust the stack here."""
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return item
+            continue
+        if not isinstance(item, dict | list):
+            continue
+        if depth >= MAX_JSON_DEPTH:
+            raise _too_deep()
+        parts = [p for kv in item.items() for p in kv] if isinstance(item, dict) else item
+        pending += [(part, depth + 1) for part in reversed(parts)]
     return None
+
+
+def _too_deep() -> InvalidRequest:
+    return InvalidRequest(
+        f"The JSON body is nested more than {MAX_JSON_DEPTH} levels deep",
+        details={"location": "body", "max_depth": MAX_JSON_DEPTH},
+    )
 
 
 def refuse_unstorable_text() -> None:
     """before_request: text PostgreSQL cannot store (NUL) or that is not UTF-8, anywhere in
     the path, the query or a JSON body, is the client's error: a 400 on every route, before
-    any view or query sees it. The message names the offending text."""
+    any view or query sees it. The message names the offending text. So is a JSON body
+    nested deeper than MAX_JSON_DEPTH."""
     try:
         path = request.environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8")
         query = parse_qsl(
@@ -307,7 +327,11 @@ def refuse_unstorable_text() -> None:
     where = "URL"
     if found is None and request.is_json:
         # Parsed once here; Flask keeps the result for the view (invalid JSON is its own 400).
-        found, where = _with_nul(request.get_json(silent=True, cache=True)), "body"
+        try:
+            body = request.get_json(silent=True, cache=True)
+        except RecursionError:
+            raise _too_deep() from None
+        found, where = _with_nul(body), "body"
     if found is not None:
         raise InvalidRequest(
             f"The request {where} contains a NUL character in '{found[:200]}'",
