@@ -188,6 +188,11 @@ def test_a_bad_file_changes_nothing_and_lists_every_problem(client, admin, confi
     assert r.status_code == 400 and r.json["error"]["code"] == "INVALID_REQUEST"
     paths = sorted(e["path"] for e in r.json["error"]["details"]["errors"])
     assert paths == ["job_max_attempts", "nope", "rate_limit_status"]
+    # A network that is none would make every proxy write fail later: refused now.
+    config_file({"proxy_allowed_upstreams": ["bogus"]})
+    r = client.post("/api/config/reload", headers=admin)
+    assert r.status_code == 400, r.json
+    assert r.json["error"]["details"]["errors"][0]["path"] == "proxy_allowed_upstreams"
     after = client.get("/api/config", headers=admin).json
     assert after["runtime_version"] == before["runtime_version"]
     assert after["settings"]["rate_limit_status"] == "4/minute"
@@ -235,6 +240,29 @@ def test_validate_reports_every_problem(client, admin):
     assert any(p.startswith("proxy.") for p in paths), paths
     r = client.put("/api/config/validate", headers=admin, data="[]")
     assert r.status_code == 400
+
+
+def test_validate_checks_servers_as_the_proxy_api_would(client, admin, gateway_settings):
+    """Servers PUT /api/proxy/config would refuse (403) are problems of the dry run too,
+    checked under the proposed settings."""
+
+    def validate(body: dict) -> list[dict]:
+        r = client.put("/api/config/validate", headers=admin, json=body)
+        return [] if r.status_code == 200 else r.json["error"]["details"]["errors"]
+
+    def proxy(*addresses: str) -> dict:
+        servers = [{"address": a} for a in addresses]
+        return {"upstreams": [{"name": "web", "servers": servers}], "routes": []}
+
+    edge_port = gateway_settings.edge_bind.rpartition(":")[2]
+    errors = validate({"proxy": proxy("127.0.0.1:9001", f"127.0.0.1:{edge_port}")})
+    assert [e["path"] for e in errors] == ["proxy.upstreams[0].servers[1].address"]
+    assert "where Jobgate itself listens" in errors[0]["message"]
+    assert validate({"proxy": proxy("127.0.0.1:9001")}) == []
+    narrowed = {"proxy_allowed_upstreams": ["10.0.0.0/8"]}
+    errors = validate({"settings": narrowed, "proxy": proxy("127.0.0.1:9001")})
+    assert [e["path"] for e in errors] == ["proxy.upstreams[0].servers[0].address"]
+    assert "PROXY_ALLOWED_UPSTREAMS" in errors[0]["message"]
 
 
 def test_workers_use_reloaded_allow_lists_for_jobs_claimed_after(

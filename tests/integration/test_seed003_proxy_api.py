@@ -111,6 +111,24 @@ def test_put_config_replaces_the_whole_set_and_a_get_can_be_put_back(client, pub
     assert client.get("/api/proxy/upstreams", headers=DEMO).json["total"] == 0
 
 
+def test_a_set_edited_from_an_old_version_is_a_conflict(client, published):
+    """Two editors GET the set; the second PUT, of an edit of what changed since, is a 409
+    rather than a silent undo of the first one's change."""
+    first = client.get("/api/proxy/config", headers=DEMO).json
+    second = client.get("/api/proxy/config", headers=DEMO).json
+    first["routes"][0]["timeout"] = "10s"
+    assert client.put("/api/proxy/config", json=first, headers=DEMO).status_code == 200
+    second["routes"][0]["retries"] = 0
+    stale = client.put("/api/proxy/config", json=second, headers=DEMO)
+    assert stale.status_code == 409 and stale.json["error"]["code"] == "CONFLICT"
+    now = client.get("/api/proxy/config", headers=DEMO).json
+    assert stale.json["error"]["details"]["current_version"] == now["version"]
+    assert now["routes"][0]["timeout"] == "10s" and now["routes"][0]["retries"] != 0
+    bad = client.put("/api/proxy/config", json={**now, "version": "latest"}, headers=DEMO)
+    assert bad.status_code == 400
+    assert bad.json["error"]["details"]["errors"][0]["path"] == "version"
+
+
 @pytest.mark.parametrize(
     "body",
     [
@@ -193,8 +211,10 @@ def test_the_version_moves_with_every_change_and_is_notified(client, database_ur
         lambda settings: f"127.0.0.1:{urlsplit(settings.database_url).port}",  # PostgreSQL
         lambda settings: "127.0.0.1:15672",  # RabbitMQ's management console
         lambda settings: f"127.0.0.1:{urlsplit(settings.auth_service_url).port}",  # auth-service
+        lambda settings: f"127.0.0.1:{settings.edge_bind.rpartition(':')[2]}",  # a loop: the edge
+        lambda settings: f"localhost:{settings.gateway_bind.rpartition(':')[2]}",  # the gateway
     ],
-    ids=["outside", "postgresql", "management", "auth-service"],
+    ids=["outside", "postgresql", "management", "auth-service", "edge", "gateway"],
 )
 def test_servers_outside_the_policy_are_forbidden(client, gateway_settings, address):
     address = address(gateway_settings)
@@ -226,3 +246,22 @@ def test_the_config_lists_the_edges_that_are_alive(client, db):
     edges = client.get("/api/proxy/config", headers=DEMO).json["edges"]
     assert [e["edge_id"] for e in edges] == ["edge-live"]
     assert edges[0]["applied_version"] == 3 and edges[0]["applied_at"].endswith("Z")
+
+
+def test_a_stored_name_that_stopped_resolving_blocks_no_other_write(client, db, published):
+    """Names are looked up when written, not again under the writers' lock: the set with
+    a name that has stopped resolving (here written past the API) still takes new items,
+    and the whole-set PUT still checks every name it is given."""
+    with db.transaction() as conn, conn.cursor() as cur:
+        cur.execute(
+            "UPDATE proxy_upstreams SET doc = jsonb_set(doc, '{servers,0,address}',"
+            " '\"gone.invalid:3001\"')"
+        )
+    other = {"name": "other", "servers": [{"address": "127.0.0.1:3005"}]}
+    assert client.post("/api/proxy/upstreams", json=other, headers=DEMO).status_code == 201
+    route = {"id": "r-other", "path": "/other/*", "upstream": "other"}
+    assert client.post("/api/proxy/routes", json=route, headers=DEMO).status_code == 201
+    whole = client.get("/api/proxy/config", headers=DEMO).json
+    answer = client.put("/api/proxy/config", json=whole, headers=DEMO)
+    assert answer.status_code == 400
+    assert "does not resolve" in answer.json["error"]["message"]

@@ -12,8 +12,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from jobgate.config import Settings
 from jobgate.errors import Conflict, InvalidRequest
-from jobgate.proxy import model
+from jobgate.proxy import model, policy
 from jobgate.proxy.model import (
     parse_duration,
     validate_route,
@@ -589,3 +590,27 @@ def test_a_trailing_newline_is_refused_everywhere(change):
     change(upstream, route)
     with pytest.raises(InvalidRequest):
         validate_set({"upstreams": [upstream], "routes": [route]})
+
+
+@pytest.mark.parametrize(
+    ("bind", "address", "refused"),
+    [
+        ("127.0.0.1:9080", "127.0.0.1:9080", True),
+        ("127.0.0.1:9080", "localhost:9080", True),
+        ("127.0.0.1:9080", "127.0.0.2:9080", False),  # nothing of ours listens there
+        ("0.0.0.0:9080", "127.0.0.2:9080", True),  # every address: all of loopback
+        ("[::]:9080", "[::1]:9080", True),
+        ("9080", "127.0.0.3:9080", True),  # a bare port listens everywhere
+        ("127.0.0.1:9080", "127.0.0.1:9081", False),
+    ],
+)
+def test_an_upstream_never_points_at_the_edge_itself(bind, address, refused):
+    """A request the edge sends to its own listener comes back to it, again and again."""
+    settings = Settings(edge_bind=bind)
+    upstreams = [{"name": "loop", "servers": [{"address": address}]}]
+    found = [(at, refusal.message) for at, refusal in policy.refusals(upstreams, settings)]
+    if refused:
+        assert found == [("[0].servers[0].address", found[0][1])]
+        assert "where Jobgate itself listens" in found[0][1]
+    else:
+        assert found == []

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from jobgate import runtime_config
-from jobgate.config import ConfigFileError, Settings
+from jobgate.config import CONFIG_FILE_VAR, ConfigFileError, Settings
 from jobgate.runtime_config import REDACTED, Loaded, RuntimeSettings, redact, redact_url
 
 
@@ -110,13 +110,32 @@ def test_values_are_checked_beyond_their_type():
                 "job_backoff": "linear",
                 "job_lease_seconds": -1,
                 "rate_limit_status": "5/minute",
+                "proxy_allowed_upstreams": ["10.0.0.0/8", "bogus"],
+                "trusted_proxies": "10.0.0.1, 10.0.0.0/33",
             }
         )
     assert sorted(e["path"] for e in caught.value.errors) == [
         "job_backoff",
         "job_lease_seconds",
+        "proxy_allowed_upstreams",
         "rate_limit_default",
+        "trusted_proxies",
     ]
+    by_path = {e["path"]: e["message"] for e in caught.value.errors}
+    assert "'bogus' is no address or network" in by_path["proxy_allowed_upstreams"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("PROXY_ALLOWED_UPSTREAMS", "127.0.0.0/8,bogus"), ("TRUSTED_PROXIES", "edge.local")],
+)
+def test_a_process_does_not_start_with_a_network_that_is_none(tmp_path, variable, value):
+    """Every proxy write (and every forwarded request) would fail on it later."""
+    with pytest.raises(ValueError, match=f"{variable}: .* is no address or network"):
+        Settings.from_env({variable: value})
+    path = write(tmp_path, "bad.json", json.dumps({variable.lower(): value}))
+    with pytest.raises(ValueError, match=variable):
+        Settings.from_env({CONFIG_FILE_VAR: path})
 
 
 # --- reloading ---------------------------------------------------------------------------------
@@ -182,6 +201,14 @@ def test_a_document_this_process_cannot_read_changes_nothing(monkeypatch):
     )
     holder = RuntimeSettings(Settings(), FakeDatabase(), environ={})
     assert holder.current() == Settings() and holder.loaded.version == 3
+
+
+def test_a_stored_document_with_a_bad_value_changes_nothing(monkeypatch):
+    """A row written before values were checked this far: kept out, not a crash."""
+    bad = {"proxy_allowed_upstreams": ["bogus"], "rate_limit_default": "1/second"}
+    monkeypatch.setattr(runtime_config, "load", lambda conn: Loaded(4, bad))
+    holder = RuntimeSettings(Settings(), FakeDatabase(), environ={})
+    assert holder.current() == Settings() and holder.loaded.version == 4
 
 
 # --- redaction ---------------------------------------------------------------------------------

@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING
 
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from jobgate import config
+
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPNetwork = config.IPNetwork
 
 # Proxy headers nobody but a trusted proxy may set; dropped from other peers' requests.
 FORWARDED_HEADERS = (
@@ -38,13 +40,10 @@ FORWARDED_HEADERS = (
 
 def parse_networks(entries: Iterable[str]) -> tuple[IPNetwork, ...]:
     """TRUSTED_PROXIES entries as networks (a bare address is a one-address network)."""
-    networks = []
-    for entry in entries:
-        try:
-            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
-        except ValueError as exc:
-            raise ValueError(f"TRUSTED_PROXIES: {entry!r} is no address or network") from exc
-    return tuple(networks)
+    try:
+        return config.parse_networks(entries)
+    except ValueError as exc:
+        raise ValueError(f"TRUSTED_PROXIES: {exc}") from None
 
 
 def parse_address(value: str | None) -> IPAddress | None:

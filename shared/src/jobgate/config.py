@@ -7,9 +7,10 @@ Every variable has a documented default (README "Configuration") that works for
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -24,6 +25,26 @@ def _split(value: str, sep: str = ",") -> tuple[str, ...]:
 
 def _bool(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(entries: Iterable[str]) -> tuple[IPNetwork, ...]:
+    """Addresses or CIDR networks (a bare address is a one-address network); ValueError
+    names the first entry that is neither."""
+    networks = []
+    for entry in entries:
+        try:
+            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"{entry!r} is no address or network (like 10.0.0.0/8)") from None
+    return tuple(networks)
+
+
+# Settings holding addresses or networks: a process does not start with one that is neither
+# (every use would fail), and a reload or validation refuses it (jobgate.runtime_config).
+NETWORK_FIELDS = ("trusted_proxies", "proxy_allowed_upstreams")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +102,12 @@ class CoreSettings:
     # scheduler
     scheduler_interval_seconds: float = 5.0  # how often due schedules are looked for
 
+    # Where the edge (its public address) and the gateway listen: EDGE_BIND and GATEWAY_BIND
+    # as scripts/edge.sh and the Procfile read them. An upstream of the edge's proxy may
+    # never point at either: a request would loop through the edge (jobgate.proxy.policy).
+    edge_bind: str = "127.0.0.1:8080"
+    gateway_bind: str = "127.0.0.1:8083"
+
     # stats-service (live streams, analytics) and the edge in front of it and the gateway
     stats_bind: str = "127.0.0.1:8082"
     stats_client_queue: int = 256  # messages waiting per stream client; old ticks drop first
@@ -112,6 +139,13 @@ class CoreSettings:
     max_file_size: int = 100  # MB per upload (seed 001)
     allowed_extensions: tuple[str, ...] = ("mp4", "avi", "mov")
     storage_tmp_max_age_s: float = 86400.0  # leftovers of killed processes are swept after this
+
+    def __post_init__(self) -> None:
+        for name in NETWORK_FIELDS:
+            try:
+                parse_networks(getattr(self, name))
+            except ValueError as exc:
+                raise ValueError(f"{name.upper()}: {exc}") from None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

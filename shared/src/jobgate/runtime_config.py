@@ -164,6 +164,11 @@ def check_values(values: Mapping[str, Any]) -> list[dict[str, str]]:
             message = _check_rate_limit(value)
         elif key in CHOICES and value not in CHOICES[key]:
             message = f"must be one of {', '.join(CHOICES[key])}"
+        elif key in config.NETWORK_FIELDS:
+            try:
+                config.parse_networks(value)
+            except ValueError as exc:
+                message = str(exc)
         elif isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
             message = "must not be negative"
         if message:
@@ -316,9 +321,7 @@ class RuntimeSettings:
         """Use `loaded`'s reloadable values; a document this code cannot read keeps the
         settings as they are (a newer process wrote a key this one does not know)."""
         try:
-            values = config.parse_document(
-                {k: v for k, v in loaded.document.items() if k in RELOADABLE}
-            )
+            values = check_document({k: v for k, v in loaded.document.items() if k in RELOADABLE})
         except ConfigFileError as exc:
             log.warning("runtime settings v%s not applied: %s", loaded.version, exc)
             self.loaded = loaded

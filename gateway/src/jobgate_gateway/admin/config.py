@@ -27,6 +27,7 @@ from jobgate.config import CONFIG_FILE_VAR, ConfigFileError, Settings
 from jobgate.errors import Forbidden, InvalidRequest
 from jobgate.identity import Principal
 from jobgate.proxy import model as proxy_model
+from jobgate.proxy import policy
 from jobgate.runtime_config import RELOADABLE, Doc, Loaded, redact
 from jobgate.timefmt import iso_ms
 from jobgate.web import Blueprint, ErrorSchema
@@ -313,6 +314,12 @@ def validate_config() -> dict[str, Any]:
                 for e in exc.details.get("errors", [{"path": "", "message": exc.message}])
             ]
         else:
+            # What PUT /api/proxy/config would refuse with 403, under the proposed settings.
+            settings = runtime_config.reloaded(svc.settings, values, _env_keys(svc))
+            errors += [
+                {"path": f"proxy.upstreams{at}", "message": refusal.message}
+                for at, refusal in policy.refusals(checked["upstreams"], settings)
+            ]
             proxy = {
                 "version": None,
                 "upstreams": len(checked["upstreams"]),

@@ -81,7 +81,8 @@ HTTP_VARIABLE_RE = re.compile(r"^http_[a-z0-9_]{1,64}$")  # $http_<header>: the 
 FORBIDDEN_VARIABLES = frozenset({"http_authorization", "http_x_api_key"})
 VARIABLE_RE = re.compile(r"\$([A-Za-z0-9_]*)")
 
-# Keys GET /api/proxy/config adds to the set; accepted (and ignored) so a GET can be PUT back.
+# Keys GET /api/proxy/config adds to the set; accepted so a GET can be PUT back (`version`
+# then guards against a lost update: jobgate.proxy.store.replace_set), not part of the set.
 READ_ONLY_SET_KEYS = frozenset({"version", "updated_at", "edges"})
 
 HEALTH_DEFAULTS: Doc = {
@@ -129,8 +130,9 @@ def _normal_duration(value: Any) -> str:
 class _Checker:
     """Collects every problem of a document with its path, so one answer lists them all."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, resolve_names: bool = True) -> None:
         self.errors: Errors = []
+        self.resolve = _resolve if resolve_names else _resolved_already
 
     def fail(self, path: str, message: str) -> None:
         self.errors.append({"path": path, "message": message})
@@ -216,6 +218,10 @@ def normal_address(value: Any, *, resolve: Callable[[str, int], None] | None = N
     return f"{host}:{port}"
 
 
+def _resolved_already(host: str, port: int) -> None:
+    """Names of a set already stored resolved when they were written."""
+
+
 def _resolve(host: str, port: int) -> None:
     try:
         socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -293,7 +299,7 @@ def _check_servers(check: _Checker, servers: Any, at: str) -> list[Doc]:
 def _check_server(check: _Checker, doc: Any, at: str) -> Doc:
     doc = {**SERVER_DEFAULTS, **check.fields(doc, at, ("address", *SERVER_DEFAULTS))}
     try:
-        address = normal_address(doc.get("address"))
+        address = normal_address(doc.get("address"), resolve=check.resolve)
     except ValueError as exc:
         check.fail(_join(at, "address"), str(exc))
         given = doc.get("address")
@@ -456,10 +462,11 @@ def validate_route(doc: dict) -> dict:
     return route
 
 
-def validate_set(doc: dict) -> dict:
+def validate_set(doc: dict, *, resolve_names: bool = True) -> dict:
     """The whole set `{"upstreams": [...], "routes": [...]}`, normalised: upstreams sorted by
-    name, routes by id. Paths in errors index the lists as given."""
-    check = _Checker()
+    name, routes by id. Paths in errors index the lists as given. `resolve_names=False`: host
+    names are not looked up (a stored set with one new item the caller checked already)."""
+    check = _Checker(resolve_names=resolve_names)
     doc = check.fields(doc, "", ("upstreams", "routes", *sorted(READ_ONLY_SET_KEYS)))
     upstreams = [
         _check_upstream(check, item, f"upstreams[{i}]")

@@ -11,23 +11,27 @@ resolves (`model.normal_address`).
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from urllib.parse import urlsplit
 
+from jobgate import config
 from jobgate.config import Settings
 from jobgate.errors import Forbidden
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Network = config.IPNetwork
 
 
-def allowed_networks(settings: Settings) -> list[Network]:
-    return [ipaddress.ip_network(text, strict=False) for text in settings.proxy_allowed_upstreams]
+def allowed_networks(settings: Settings) -> tuple[Network, ...]:
+    """PROXY_ALLOWED_UPSTREAMS (Settings refuses entries that are no network)."""
+    return config.parse_networks(settings.proxy_allowed_upstreams)
 
 
 def jobgate_ports(settings: Settings) -> set[int]:
-    """The ports of the services Jobgate itself talks to: never an upstream of the edge."""
+    """The ports of the services Jobgate talks to: never an upstream of the edge, on any
+    host (a published PostgreSQL or RabbitMQ console is one typo away otherwise)."""
     ports = set()
     for url in (
         settings.database_url,
@@ -35,7 +39,6 @@ def jobgate_ports(settings: Settings) -> set[int]:
         settings.auth_service_url,
         settings.rabbitmq_management.base_url,
         settings.rate_limit_storage_uri,
-        f"//{settings.stats_bind}",
     ):
         try:
             port = urlsplit(url).port
@@ -46,36 +49,79 @@ def jobgate_ports(settings: Settings) -> set[int]:
     return ports
 
 
+LOOPBACK = config.parse_networks(["127.0.0.0/8", "::1/128"])
+
+
+def own_listeners(settings: Settings) -> list[tuple[Network, int]]:
+    """Where the edge, the gateway and stats-service listen (EDGE_BIND, GATEWAY_BIND,
+    STATS_BIND), as (addresses, port): an upstream there sends the edge's requests back
+    through the edge. A wildcard or empty host listens on every address: loopback counts;
+    a specific address is only itself, so `10.1.2.3:8080` stays a fine upstream."""
+    listeners = []
+    for bind in (settings.edge_bind, settings.gateway_bind, settings.stats_bind):
+        host, _, port_text = bind.strip().rpartition(":")
+        if not port_text.isdigit():
+            continue
+        port, host = int(port_text), host.strip("[]")
+        ips = _addresses(host, port) if host else []
+        if not ips or any(ip.is_unspecified for ip in ips):
+            listeners += [(network, port) for network in LOOPBACK]
+        listeners += [(config.parse_networks([str(ip)])[0], port) for ip in ips]
+    return listeners
+
+
 def check_servers(upstreams: Iterable[dict], settings: Settings) -> None:
     """Forbidden (403) for the first server outside the policy; upstreams as sent (their
     addresses are normalised by the store's validation, so a bad one is its 400)."""
-    networks = allowed_networks(settings)
-    denied = jobgate_ports(settings)
-    for upstream in upstreams:
+    for _, refusal in refusals(upstreams, settings):
+        raise refusal
+
+
+def refusals(upstreams: Iterable[dict], settings: Settings) -> Iterator[tuple[str, Forbidden]]:
+    """Every server outside the policy: where it is in `upstreams` (`[0].servers[1].address`)
+    and why (a dry run, `PUT /api/config/validate`, lists them all)."""
+    policy = _Policy(allowed_networks(settings), jobgate_ports(settings), own_listeners(settings))
+    for i, upstream in enumerate(upstreams):
         servers = upstream.get("servers") if isinstance(upstream, dict) else None
-        for server in servers if isinstance(servers, list) else []:
+        for j, server in enumerate(servers if isinstance(servers, list) else []):
             address = server.get("address") if isinstance(server, dict) else None
-            if isinstance(address, str):
-                _check_address(address, networks, denied)
+            refusal = policy.refusal(address) if isinstance(address, str) else None
+            if refusal is not None:
+                yield f"[{i}].servers[{j}].address", refusal
 
 
-def _check_address(address: str, networks: Sequence[Network], denied: set[int]) -> None:
-    host, _, port_text = address.rpartition(":")
-    host = host.strip("[]")
-    if not port_text.isdigit() or not host:
-        return  # not an address at all: validation answers it
-    port = int(port_text)
-    if port in denied:
-        raise Forbidden(
-            f"{address} is a port of a service Jobgate itself uses",
-            details={"address": address},
-        )
-    for ip in _addresses(host, port):
-        if not any(ip in network for network in networks):
-            raise Forbidden(
-                f"{address} is outside the networks upstreams may use (PROXY_ALLOWED_UPSTREAMS)",
-                details={"address": address, "allowed": [str(n) for n in networks]},
+@dataclasses.dataclass(frozen=True)
+class _Policy:
+    networks: Sequence[Network]
+    denied_ports: set[int]
+    listeners: Sequence[tuple[Network, int]]
+
+    def refusal(self, address: str) -> Forbidden | None:
+        host, _, port_text = address.rpartition(":")
+        host = host.strip("[]")
+        if not port_text.isdigit() or not host:
+            return None  # not an address at all: validation answers it
+        port = int(port_text)
+        if port in self.denied_ports:
+            return Forbidden(
+                f"{address} is a port of a service Jobgate itself uses",
+                details={"address": address},
             )
+        ips = _addresses(host, port)
+        if any(ip in net and port == p for ip in ips for net, p in self.listeners):
+            return Forbidden(
+                f"{address} is where Jobgate itself listens (the edge, the gateway or"
+                " stats-service): its requests would come back through the edge",
+                details={"address": address},
+            )
+        for ip in ips:
+            if not any(ip in network for network in self.networks):
+                return Forbidden(
+                    f"{address} is outside the networks upstreams may use"
+                    " (PROXY_ALLOWED_UPSTREAMS)",
+                    details={"address": address, "allowed": [str(n) for n in self.networks]},
+                )
+        return None
 
 
 def _addresses(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:

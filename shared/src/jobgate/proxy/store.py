@@ -98,9 +98,22 @@ def require_route(conn: db.Connection, route_id: str) -> dict:
 
 def replace_set(conn: db.Connection, doc: dict) -> tuple[int, dict]:
     """Replace everything with `doc` (PUT /api/proxy/config); (new version, normalised set).
-    Rows that did not change keep their `updated_at`."""
+    Rows that did not change keep their `updated_at`. A `version` in `doc` (GET's, sent
+    back) must still be the set's: a set changed since then is a 409, not overwritten with
+    an edit of an older one; without `version` the set is replaced whatever it was."""
+    new = validate_set(doc)  # before the lock: host names are looked up
     _lock(conn)
-    new = validate_set(doc)
+    expected = doc.get("version")
+    if expected is not None:
+        if not isinstance(expected, int) or isinstance(expected, bool):
+            raise invalid_request([{"path": "version", "message": "must be GET's version"}])
+        current = load_set(conn)[0]
+        if expected != current:
+            raise Conflict(
+                f"The set changed since version {expected} (now {current}): read it again"
+                " and apply your change to that",
+                details={"version": expected, "current_version": current},
+            )
     _write_set(conn, new)
     return load_set(conn)
 
@@ -158,9 +171,11 @@ def _rename_by_case(conn: db.Connection, names: list[str]) -> None:
 
 def _validate(*, upstreams: list[Doc], routes: list[Doc], focus: str) -> None:
     """validate_set on the set a write would leave, with errors about the item being
-    written (at `focus`, e.g. "routes[3]") named by its own fields."""
+    written (at `focus`, e.g. "routes[3]") named by its own fields. No name is looked up
+    under the writers' lock: the item was validated alone before it, the rest when stored
+    (a stored name that stopped resolving does not block other writes)."""
     try:
-        validate_set({"upstreams": upstreams, "routes": routes})
+        validate_set({"upstreams": upstreams, "routes": routes}, resolve_names=False)
     except InvalidRequest as exc:
         raise invalid_request([_refocus(e, focus) for e in exc.details["errors"]]) from None
     except Conflict as exc:
