@@ -76,6 +76,16 @@ def new_tailer(database: Database, state: Path, **kw) -> Tailer:
     return tailer
 
 
+def step_until(tailer: Tailer, lines: int, timeout: float = 10.0) -> int:
+    """Step the tailer until it counted `lines` (a renamed file settles after a moment)."""
+    counted = 0
+    deadline = time.monotonic() + timeout
+    while counted < lines and time.monotonic() < deadline:
+        counted += tailer.step()
+        time.sleep(0.1)
+    return counted
+
+
 def test_each_line_once_across_restarts(edb, tmp_path):
     log = tmp_path / ACCESS_LOG
     append(log, "".join(entry(i) + "\n" for i in range(5)))
@@ -128,11 +138,7 @@ def test_rotation_drains_the_old_file(edb, tmp_path):
     # nginx's workers may still write to the renamed file until they reopen.
     append(tmp_path / f"{ACCESS_LOG}.1", entry(50) + "\n")
     append(log, entry(51) + "\n")
-    counted = 0
-    deadline = time.monotonic() + 10
-    while counted < 2 and time.monotonic() < deadline:
-        counted += tailer.step()
-        time.sleep(0.1)
+    counted = step_until(tailer, 2)
     assert counted == 2
     assert tailer.position == (os.stat(log).st_ino, log.stat().st_size)
     assert totals(edb)[("tail", "")] == 52
@@ -151,11 +157,7 @@ def test_a_renamed_file_ending_in_a_cut_line_does_not_stall_the_new_one(edb, tmp
     assert tailer.step() == 50
     append(tmp_path / f"{ACCESS_LOG}.1", entry(50)[:40])  # cut short
     append(log, entry(51) + "\n")
-    counted = 0
-    deadline = time.monotonic() + 10
-    while counted < 1 and time.monotonic() < deadline:
-        counted += tailer.step()
-        time.sleep(0.1)
+    counted = step_until(tailer, 1)
     assert counted == 1 and tailer.bad_lines == 1
     assert tailer.position == (os.stat(log).st_ino, log.stat().st_size)
     assert totals(edb)[("tail", "")] == 51
