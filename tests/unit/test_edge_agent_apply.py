@@ -125,3 +125,19 @@ def test_a_failed_set_waits_longer_after_each_failure():
         pauses.append(failed.retry_at - 200.0)
     assert pauses == sorted(pauses) and pauses[-1] == pauses[-2] == RETRY_S[-1]
     assert Failed.after(failed, other, 300.0).retry_at == 300.0 + RETRY_S[0]
+
+
+def test_the_config_loop_applies_what_is_new_forced_or_due_again():
+    from jobgate_edge.agent import RETRY_S, Agent, Failed
+
+    agent = Agent.__new__(Agent)  # the decision only: no nginx, no database
+    running, failing = (6, frozenset()), (6, frozenset({("web", "127.0.0.1:1")}))
+    agent._applied, agent._failed = running, Failed.after(None, failing, 100.0)
+    assert not agent._wanted(failing, False, 101.0)  # failed, not due yet
+    assert agent._wanted(failing, True, 101.0)  # SIGHUP or NOTIFY "reload"
+    assert agent._wanted(failing, False, 100.0 + RETRY_S[0])  # due again
+    assert agent._wanted((7, frozenset()), False, 101.0)  # a new set
+    # The server came back: the running key is wanted again, the failure is moot (its past
+    # retry time would make the loop's wait zero: a busy loop).
+    assert not agent._wanted(running, False, 200.0)
+    assert agent._failed is None

@@ -318,6 +318,17 @@ class Agent:
                 log.exception("proxy config round failed")
                 self.stop.wait(1.0)
 
+    def _wanted(self, key: Key, force: bool, now: float) -> bool:
+        """Whether to apply `key` now: forced, new, or a failed one due again. A failure of
+        another key than the one running is forgotten once the running one is wanted again
+        (a server back up): its retry time would otherwise keep the loop from sleeping."""
+        if force:
+            return True
+        if key == self._applied:
+            self._failed = None
+            return False
+        return self._failed is None or not self._failed.holds(key, now)
+
     def sync(self) -> Outcome | None:
         """One round: read the set, update the checks, apply when (version, down) changed."""
         with self.db.transaction() as conn:
@@ -330,8 +341,7 @@ class Agent:
         hups = self._hups
         force = self._notified or hups != self._hups_seen
         self._notified, self._hups_seen = False, hups
-        now = time.monotonic()
-        if not force and (key == self._applied or (self._failed and self._failed.holds(key, now))):
+        if not self._wanted(key, force, time.monotonic()):
             return None
         try:
             text, generation = self.compose(version, proxy_set, down)
