@@ -118,7 +118,12 @@ class EdgeSchema(Schema):
 
 
 class ProxyConfigSchema(Schema):
-    version = fields.Integer(metadata={"description": "read only: bumped by every change"})
+    version = fields.Integer(
+        metadata={
+            "description": "bumped by every change; sent back in a PUT it must still be the"
+            " set's (409 when the set changed since: no lost update), left out it is not checked"
+        }
+    )
     upstreams = fields.List(fields.Nested(UpstreamSchema), required=True)
     routes = fields.List(fields.Nested(RouteSchema), required=True)
     edges = fields.List(
@@ -150,7 +155,8 @@ def get_config() -> dict[str, Any]:
 @blp.doc(**_doc_body(ProxyConfigSchema))
 @blp.response(200, ProxyConfigSchema)
 def put_config() -> dict[str, Any]:
-    """Replace the whole set at once; validated first (400/409 writes nothing)."""
+    """Replace the whole set at once; validated first (400/409 writes nothing). A body
+    with GET's `version` is refused (409) when the set changed since that GET."""
     require_proxy()
     body = _body(upstreams="upstreams")
     with services().db.transaction() as conn:
