@@ -97,7 +97,7 @@ class Edge:
                 [str(VENV_BIN / "jobgate-edge")], env=self.env, stdout=out, stderr=subprocess.STDOUT
             )
         if not applied:
-            self.wait(lambda: _listens(self.port), "the edge's port", 20)
+            self.wait(self.healthy, "nginx's own health answer", 20)
             return
 
         def applied() -> bool:
@@ -107,7 +107,15 @@ class Edge:
             )
 
         self.wait(applied, "the first apply", 20)
-        self.wait(lambda: _listens(self.port), "the edge's port", 10)
+        self.wait(self.healthy, "nginx's own health answer", 10)
+
+    def healthy(self) -> bool:
+        """nginx answers `/_edge/health` (an accepting port is not enough: `nginx -t` listens
+        on it for a moment before the master starts)."""
+        try:
+            return requests.get(f"{self.url}/_edge/health", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
 
     def stop(self, signum: int = signal.SIGTERM) -> int:
         assert self.proc is not None
@@ -253,6 +261,9 @@ def test_a_set_change_applies_within_seconds(edge, backends):
     edge.put_set({"upstreams": [], "routes": []})
     r = requests.get(f"{edge.url}/app/x", timeout=5)
     assert r.status_code == 502 and r.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
+    # The edge's own health answer does not depend on the gateway (here: none at all).
+    health = requests.get(f"{edge.url}/_edge/health", timeout=5)
+    assert health.status_code == 200 and health.json() == {"status": "ok", "service": "edge"}
 
 
 def test_a_set_nginx_refuses_leaves_the_live_one_and_records_the_error(edge, backends):

@@ -110,7 +110,7 @@ def test_defaults_and_no_system_paths(conf, tmp_path):
     assert "/etc/nginx" not in conf and "/var/lib/nginx" not in conf
     assert re.search(r"^pid /\S+/edge/nginx\.pid;", conf, re.M)
     assert directive(conf, "error_log") == ["stderr warn"]
-    assert directive(conf, "access_log") == ["/dev/stdout jobgate"]
+    assert directive(conf, "access_log") == ["/dev/stdout jobgate", "off"]  # off: probes
     assert "${" not in conf
 
 

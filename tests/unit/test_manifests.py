@@ -268,10 +268,10 @@ def test_probes_mean_what_they_say(rendered):
         container = k8s.main_container(only(rendered, "Deployment", name))
         assert k8s.http_probe_path(container, "livenessProbe") == "/health"
         assert k8s.http_probe_path(container, "readinessProbe") == "/health"
-    # The edge: its port accepts connections (the services behind it are probed by theirs).
+    # The edge: nginx's own /_edge/health (the services behind it are probed by theirs).
     edge = k8s.main_container(only(rendered, "Deployment", "jobgate-edge"))
-    for probe in ("livenessProbe", "readinessProbe"):
-        assert edge[probe]["tcpSocket"]["port"] in ("http", 8080), probe
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert k8s.http_probe_path(edge, probe) == "/_edge/health", probe
     # Workers and the scheduler: an httpGet of /metrics on their metrics port, which they
     # serve on the pod's address (WORKER_METRICS_HOST), not only its loopback.
     metered = metered_deployments(rendered)
@@ -695,7 +695,7 @@ def test_the_edge_runs_the_agent_as_one_edge_per_pod(rendered):
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert "emptyDir" in volumes[mounts[mount]]
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-        assert edge[probe]["tcpSocket"]["port"] in ("http", 8080), probe
+        assert edge[probe]["httpGet"]["port"] in ("http", 8080), probe
     stop = " ".join(edge["lifecycle"]["preStop"]["exec"]["command"])
     assert "kill -QUIT 1" in stop
     wait = int(re.search(r"sleep (\d+); kill -QUIT", stop).group(1))

@@ -43,7 +43,7 @@ RESERVED_PREFIXES: tuple[str, ...] = (
     "/health/",
     "/workers/",
     "/stats/",
-    "/_edge/",  # the edge's own error pages
+    "/_edge/",  # the edge's own error pages and /_edge/health
     "/_jobgate/",  # the proxy's internal locations (auth subrequest, dispatch, errors)
 )
 
