@@ -66,7 +66,7 @@ def own_listeners(settings: Settings) -> list[tuple[Network, int]]:
         ips = _addresses(host, port) if host else []
         if not ips or any(ip.is_unspecified for ip in ips):
             listeners += [(network, port) for network in LOOPBACK]
-        listeners += [(config.parse_networks([str(ip)])[0], port) for ip in ips]
+        listeners += [(ipaddress.ip_network(ip), port) for ip in ips]
     return listeners
 
 

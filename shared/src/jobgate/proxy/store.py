@@ -3,7 +3,9 @@
 Every writer first locks the one `proxy_state` row, then reads the current set, applies
 its change and validates the WHOLE resulting set with `validate_set` before writing: two
 writers serialise, so neither commits a set validated against a state the other changed
-(a route on an upstream deleted meanwhile). The caller owns the transaction and must use
+(a route on an upstream deleted meanwhile). The whole-set PUT, which depends on nothing
+stored, validates before the lock and reads only the version under it. The caller owns the
+transaction and must use
 READ COMMITTED (the default): each statement after the lock sees what the writer before
 committed. A trigger bumps `proxy_state.version` once per transaction and notifies
 `jobgate_proxy` with it; NOTIFY is delivered at commit, so an agent never sees a set that
@@ -102,12 +104,11 @@ def replace_set(conn: db.Connection, doc: dict) -> tuple[int, dict]:
     back) must still be the set's: a set changed since then is a 409, not overwritten with
     an edit of an older one; without `version` the set is replaced whatever it was."""
     new = validate_set(doc)  # before the lock: host names are looked up
-    _lock(conn)
+    current = _lock_version(conn)  # the current set itself is not needed: all is replaced
     expected = doc.get("version")
     if expected is not None:
         if not isinstance(expected, int) or isinstance(expected, bool):
             raise invalid_request([{"path": "version", "message": "must be GET's version"}])
-        current = load_set(conn)[0]
         if expected != current:
             raise Conflict(
                 f"The set changed since version {expected} (now {current}): read it again"
@@ -118,9 +119,16 @@ def replace_set(conn: db.Connection, doc: dict) -> tuple[int, dict]:
     return load_set(conn)
 
 
+def _lock_version(conn: db.Connection) -> int:
+    """Take the writers' lock; return the set's version under it."""
+    row = db.fetch_one(conn, "SELECT version FROM proxy_state FOR UPDATE")
+    assert row is not None, "migration 0014 inserts the proxy_state row"
+    return int(row["version"])
+
+
 def _lock(conn: db.Connection) -> dict:
     """Take the writers' lock; return the set as it is under it."""
-    db.execute(conn, "SELECT 1 FROM proxy_state FOR UPDATE")
+    _lock_version(conn)
     return load_set(conn)[1]
 
 
